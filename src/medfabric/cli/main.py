@@ -1,0 +1,28 @@
+"""Entry point of the ``medfabric`` command: one sub-command group per stage built so far."""
+
+from __future__ import annotations
+
+import typer
+
+from medfabric import __version__
+from medfabric.cli import config, simulate, standards
+
+app = typer.Typer(
+    name="medfabric",
+    help="medfabric — regional health-data platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(simulate.app, name="simulate")
+app.add_typer(standards.app, name="standards")
+app.add_typer(config.app, name="config")
+
+
+@app.command()
+def version() -> None:
+    """Print the medfabric version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()
