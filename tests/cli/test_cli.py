@@ -101,7 +101,7 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(region_mod, "write_truth", boom)
+    monkeypatch.setattr(region_mod, "write_render_truth", boom)
     out = tmp_path / "region"
     result = runner.invoke(app, ["simulate", "--hospitals", "1", "--patients", "10",
                                  "--out", str(out), "--no-dicom", "--workers", "1"])  # fmt: skip

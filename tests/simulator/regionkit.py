@@ -14,7 +14,7 @@ from medfabric.simulator import SimulationOptions, simulate_region
 from medfabric.simulator.dialects import DIALECTS, Dialect
 from medfabric.simulator.schema import TABLE_BY_NAME
 
-SMALL = {"hospitals": 3, "patients": 400, "seed": 11, "days": 120, "start_date": date(2025, 3, 1)}
+SMALL = {"hospitals": 3, "patients": 500, "seed": 11, "days": 120, "start_date": date(2025, 3, 1)}
 
 
 @dataclass

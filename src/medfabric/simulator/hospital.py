@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from medfabric.simulator.plan import DAY, LocalPatient, PlannedVisit, to_datetim
 from medfabric.simulator.profiles import Profile, profiles
 from medfabric.simulator.writer import SystemWriter
 from medfabric.standards import codes
+from medfabric.standards.codes import LabItem
 
 SYSTEMS = ("HIS", "LIS", "PACS", "EMR")
 FLUSH_EVERY = 5_000  # visits between flushes: bounds memory on large regions
@@ -36,7 +38,7 @@ DEFECT_RATES: dict[str, float] = {
     "patient.missing_required": 0.003,
     "patient.out_of_range": 0.001,
     "visit.future_date": 0.001,
-    "admission.discharge_before_admission": 0.01,
+    "admission.discharge_before_admission": 0.02,
     "diagnosis.invalid_code": 0.002,
     "lab_result.out_of_range": 0.001,
     "lab_result.wrong_unit": 0.003,
@@ -44,7 +46,34 @@ DEFECT_RATES: dict[str, float] = {
     "lab_result.duplicate": 0.001,
 }
 EXAM_PRICE = {"CT": 320.0, "MR": 650.0, "XR": 90.0, "US": 140.0, "ENDO": 420.0, "ECG": 30.0}
+# Profiles give order probabilities for a work-up; a routine outpatient follow-up orders less.
+OUTPATIENT_ORDER_INTENSITY = 0.3
+OUTPATIENT_EXAM_INTENSITY = 0.12
+PROGRESS_NOTES = 2  # progress notes written in the first days of an admission
 ROUTINE_ADMISSION_PANELS = {"CBC": 0.95, "LFT": 0.8, "RFT": 0.8, "ELEC": 0.7, "COAG": 0.6}
+
+
+_P_OUT_OF_RANGE = DEFECT_RATES["lab_result.out_of_range"]
+_P_WRONG_UNIT = _P_OUT_OF_RANGE + DEFECT_RATES["lab_result.wrong_unit"]
+_P_MISSING = _P_WRONG_UNIT + DEFECT_RATES["lab_result.missing_required"]
+_P_DUPLICATE = _P_MISSING + DEFECT_RATES["lab_result.duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemSpec:
+    """A lab item as one LIS reports it to one sex: unit, factor, decimals, reference text."""
+
+    code: str
+    item: LabItem
+    name: str
+    unit: str
+    factor: float
+    decimals: int
+    ref: str
+    lo: float | None
+    hi: float | None
+    other_unit: str
+    other_factor: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +107,13 @@ def _hash_unit(*parts: object) -> float:
     return zlib.crc32("|".join(map(str, parts)).encode()) / 2**32
 
 
-def _hash_z(*parts: object) -> float:
-    """An approximately standard-normal number from the parts (sum of four uniforms)."""
-    return (sum(_hash_unit(*parts, k) for k in range(4)) - 2.0) * 1.732
+_NORMAL = NormalDist()
+_Z_TABLE = tuple(_NORMAL.inv_cdf((i + 0.5) / 4096) for i in range(4096))
+
+
+def _hash_z(person: int, item: str) -> float:
+    """A standard-normal number fixed for a person and a lab item (the person's baseline)."""
+    return _Z_TABLE[zlib.crc32(f"{person}|{item}".encode()) & 4095]
 
 
 def _age(birth: date, at: date) -> int:
@@ -121,6 +154,10 @@ class HospitalRenderer:
         self.depts: dict[str, int] = {}  # std dept code → dept key
         self.dept_names: dict[int, str] = {}
         self.staff: dict[int, list[tuple[int, str]]] = {}  # dept key → [(staff key, name)]
+        self._since_flush = 0
+        self._panel_cache: dict[tuple[str, str], list[_ItemSpec]] = {}
+        self._ubuf: list[float] = []
+        self._ui = 0
         self._facts_file: Any = None
         self._facts: Any = None
 
@@ -131,10 +168,26 @@ class HospitalRenderer:
         return n
 
     def local_key(self, system: str, space: str, key: int) -> str:
-        return str(self.d[system].format_keys(space, [key])[0])
+        return str(self.d[system].format_key(space, key))
+
+    def u(self) -> float:
+        """A uniform number in [0, 1) from the hospital's generator, drawn in blocks."""
+        if self._ui >= len(self._ubuf):
+            self._ubuf = self.rng.random(8192).tolist()
+            self._ui = 0
+        self._ui += 1
+        return self._ubuf[self._ui - 1]
+
+    def i(self, low: int, high: int) -> int:
+        """A uniform integer in [low, high)."""
+        return low + int(self.u() * (high - low))
+
+    def n(self) -> float:
+        """A standard-normal number (quantized to 4096 levels, plenty for synthetic data)."""
+        return _Z_TABLE[int(self.u() * 4096)]
 
     def defect(self, name: str) -> bool:
-        return bool(self.rng.random() < DEFECT_RATES[name])
+        return self.u() < DEFECT_RATES[name]
 
     def record_defect(
         self,
@@ -216,7 +269,7 @@ class HospitalRenderer:
             self.dept_names[k] = name
             self.add("HIS", "department", (k, code, name), created_at)
             members = []
-            for j in range(int(self.rng.integers(3, 9))):
+            for j in range(self.i(3, 9)):
                 p = staff_people[si % len(staff_people)]
                 si += 1
                 sk = self.key("staff")
@@ -263,7 +316,7 @@ class HospitalRenderer:
                     "HIS", "patient", "patient", lp.local_id, col, "missing_required"
                 )
             elif self.defect("patient.out_of_range"):
-                birth = date(1880 + int(self.rng.integers(0, 15)), birth.month, min(birth.day, 28))
+                birth = date(1880 + self.i(0, 15), birth.month, min(birth.day, 28))
                 self.record_defect(
                     "HIS",
                     "patient",
@@ -273,7 +326,7 @@ class HospitalRenderer:
                     "out_of_range",
                     birth.isoformat(),
                 )
-            t = created_at - int(self.rng.integers(0, 3 * 365)) * DAY
+            t = created_at - self.i(0, 3 * 365) * DAY
             self.add(
                 "HIS",
                 "patient",
@@ -306,18 +359,20 @@ class HospitalRenderer:
 
     # --- visits -------------------------------------------------------------------------
     def render(self, visits: list[PlannedVisit]) -> None:
-        for i, v in enumerate(visits):
+        for v in visits:
             self.render_visit(v)
-            if (i + 1) % FLUSH_EVERY == 0:
+            self._since_flush += 1
+            if self._since_flush >= FLUSH_EVERY:
                 for w in self.writers.values():
                     w.flush()
+                self._since_flush = 0
 
     def _doctor(self, dept: int) -> tuple[int, str]:
         members = self.staff[dept]
-        return members[int(self.rng.integers(0, len(members)))]
+        return members[self.i(0, len(members))]
 
     def render_visit(self, v: PlannedVisit) -> None:
-        rng = self.rng
+
         lp = self.patients[v.patient]
         person = lp.record
         when = to_datetime(v.time)
@@ -330,7 +385,7 @@ class HospitalRenderer:
         vk, t = v.key, v.time
         discharge: int | None = None
         if v.kind == "3":
-            discharge = t + v.stay_days * DAY + int(rng.integers(-4, 4)) * 3600
+            discharge = t + v.stay_days * DAY + self.i(-4, 4) * 3600
             if discharge >= self.as_of:
                 discharge = None
         text_ctx = self._note_context_base(lp, age, when, dept, doctor_name, v)
@@ -363,14 +418,15 @@ class HospitalRenderer:
 
         # Lab panels
         wanted: dict[str, None] = dict.fromkeys(v.forced_panels)
+        intensity = 1.0 if v.kind == "3" else OUTPATIENT_ORDER_INTENSITY
         for p in vprofiles:
-            scale = 1.0 if p is prof else 0.4
+            scale = intensity if p is prof else intensity * 0.3
             for code, prob in p.panels.items():
-                if rng.random() < prob * scale:
+                if self.u() < prob * scale:
                     wanted[code] = None
         if v.kind == "3":
             for code, prob in ROUTINE_ADMISSION_PANELS.items():
-                if code in self.panels and rng.random() < prob:
+                if code in self.panels and self.u() < prob:
                     wanted[code] = None
         lab_lines: list[tuple[str, str, str, str, str]] = []
         for panel in wanted:
@@ -378,8 +434,9 @@ class HospitalRenderer:
 
         # Exams
         exams: dict[str, None] = dict.fromkeys(v.forced_exams)
+        exam_intensity = 1.0 if v.kind == "3" else OUTPATIENT_EXAM_INTENSITY
         for code, prob in prof.exams.items():
-            if rng.random() < prob:
+            if self.u() < prob * exam_intensity:
                 exams[code] = None
         exam_lines: list[tuple[str, str, str]] = []
         for code in exams:
@@ -389,9 +446,10 @@ class HospitalRenderer:
         chosen: dict[str, None] = {}
         for p in vprofiles:
             if p.drugs:
-                k = 1 + int(rng.integers(0, min(2, len(p.drugs)))) if p is prof else 1
-                for j in rng.choice(len(p.drugs), size=min(k, len(p.drugs)), replace=False):
-                    chosen[p.drugs[int(j)]] = None
+                k = 1 + self.i(0, min(2, len(p.drugs))) if p is prof else 1
+                first = self.i(0, len(p.drugs))
+                for j in range(min(k, len(p.drugs))):
+                    chosen[p.drugs[(first + j) % len(p.drugs)]] = None
         drug_lines = [self._prescription(v, lp, code, doctor) for code in chosen]
 
         # Registration / bed charges
@@ -403,7 +461,7 @@ class HospitalRenderer:
                 "GH",
                 "挂号费" if v.kind == "1" else "急诊挂号费",
                 1.0,
-                float(rng.choice([10.0, 25.0, 50.0])),
+                (10.0, 25.0, 50.0)[self.i(0, 3)],
                 t,
             )
         elif discharge is not None:
@@ -414,7 +472,7 @@ class HospitalRenderer:
         complaint = self._documents(v, lp, text_ctx, lab_lines, exam_lines, drug_lines, discharge)
         visit_time = t
         if self.defect("visit.future_date"):
-            visit_time = self.as_of + int(rng.integers(30, 400)) * DAY
+            visit_time = self.as_of + self.i(30, 400) * DAY
             self.record_defect(
                 "HIS",
                 "outpatient_visit" if v.kind != "3" else "admission",
@@ -433,16 +491,16 @@ class HospitalRenderer:
             )
         else:
             if discharge is not None and self.defect("admission.discharge_before_admission"):
-                discharge = t - int(rng.integers(2, 72)) * 3600
+                discharge = t - self.i(2, 72) * 3600
                 self.record_defect(
                     "HIS", "admission", "visit", vk, "discharge_time", "discharge_before_admission"
                 )
             disposition = "1"
-            if prof.key in ("mi", "cancer_lung", "cancer_liver", "stroke") and rng.random() < 0.03:
+            if prof.key in ("mi", "cancer_lung", "cancer_liver", "stroke") and self.u() < 0.03:
                 disposition = "5"
-            elif rng.random() < 0.05:
-                disposition = str(rng.choice(["2", "4"]))
-            bed = f"{int(rng.integers(1, 40)):02d}-{int(rng.integers(1, 60)):02d}"
+            elif self.u() < 0.05:
+                disposition = "2" if self.u() < 0.5 else "4"
+            bed = f"{self.i(1, 40):02d}-{self.i(1, 60):02d}"
             self.add(
                 "HIS",
                 "admission",
@@ -497,23 +555,54 @@ class HospitalRenderer:
             t,
         )
 
+    def _panel_items(self, panel: str, sex: str) -> list[_ItemSpec]:
+        """What the LIS reports for a panel to a patient of this sex (cached per panel, sex)."""
+        key = (panel, sex)
+        cached = self._panel_cache.get(key)
+        if cached is not None:
+            return cached
+        lis = self.d["LIS"]
+        out = []
+        for code in self.items_by_panel.get(panel, []):
+            item = self.items[code]
+            lo, hi = item.reference_range(sex)
+            if item.value_type == "N" and lo is None and hi is None:
+                continue  # a sex-specific test (PSA) is not reported for the other sex
+            units = self.factors.get(code, {})
+            unit = lis.lab_unit(code, item.unit) if item.value_type == "N" else ""
+            factor = units.get(unit, 1.0) if unit else 1.0
+            decimals = item.decimals if factor >= 1 else max(0, item.decimals - 1)
+            ref = item.ref_text
+            if item.value_type == "N":
+                ref = "-".join("" if b is None else f"{b / factor:.{decimals}f}" for b in (lo, hi))
+            other = next((u for u in units if u != unit), "") if item.value_type == "N" else ""
+            out.append(
+                _ItemSpec(code, item, item.name_zh, unit, factor, decimals, ref, lo, hi, other,
+                          units.get(other, 1.0))
+            )  # fmt: skip
+        self._panel_cache[key] = out
+        return out
+
+    def _result_defect(self, key: int, column: str, kind: str, detail: str) -> None:
+        self.record_defect("LIS", "lab_result", "lab_result", key, column, kind, detail)
+
     def _lab_value(
-        self, lp: LocalPatient, item_code: str, vprofiles: list[Profile]
+        self, lp: LocalPatient, spec: _ItemSpec, vprofiles: list[Profile]
     ) -> tuple[float | str | None, str]:
         """A value in the standard unit (or an ordinal word) and its abnormal flag."""
-        item = self.items[item_code]
+        item, item_code = spec.item, spec.code
         if item.value_type == "O":
             prob = max((p.positives.get(item_code, 0.0) for p in vprofiles), default=0.0)
-            if self.rng.random() < prob:
-                return str(self.rng.choice(["+", "++", "+++"], p=[0.5, 0.35, 0.15])), "A"
+            if self.u() < prob:
+                w = self.u()
+                return ("+" if w < 0.5 else "++" if w < 0.85 else "+++"), "A"
             return (item.ref_text or "阴性"), "N"
-        sex = lp.record.sex
-        lo, hi = item.reference_range(sex)
+        lo, hi = spec.lo, spec.hi
         effect = next((p.effects[item_code] for p in vprofiles if item_code in p.effects), None)
         z = _hash_z(lp.person_index, item_code)
         if effect is not None:
             mean, sd = effect
-            value = mean + sd * (0.7 * z + 0.5 * float(self.rng.normal()))
+            value = mean + sd * (0.7 * z + 0.5 * self.n())
         else:
             if lo is not None and hi is not None:
                 center, sd = (lo + hi) / 2, (hi - lo) / 5
@@ -523,7 +612,7 @@ class HospitalRenderer:
                 center, sd = lo * 1.3, lo * 0.1
             else:
                 center, sd = 1.0, 0.2
-            value = center + sd * (0.8 * z + 0.4 * float(self.rng.normal()))
+            value = center + sd * (0.8 * z + 0.4 * self.n())
         floor = 10.0**-item.decimals
         value = round(max(value, floor), item.decimals)
         flag = "N"
@@ -543,9 +632,9 @@ class HospitalRenderer:
         doctor: int,
         doctor_name: str,
     ) -> list[tuple[str, str, str, str, str]]:
-        rng = self.rng
+
         pinfo = self.panels[panel]
-        t0 = v.time + int(rng.integers(5, 40)) * 60
+        t0 = v.time + self.i(5, 40) * 60
         ok = self._order(v, lp, "LAB", panel, pinfo.name_zh, t0, doctor)
         rk = self.key("lab_request")
         self.add(
@@ -565,88 +654,57 @@ class HospitalRenderer:
             t0,
         )
         sk = self.key("specimen")
-        collected = t0 + int(rng.integers(5, 60)) * 60
-        received = collected + int(rng.integers(10, 50)) * 60
+        collected = t0 + self.i(5, 60) * 60
+        received = collected + self.i(10, 50) * 60
         self.add("LIS", "specimen", (sk, rk, pinfo.specimen, collected, received), received)
-        reported = received + int(rng.integers(40, 240)) * 60
-        lis = self.d["LIS"]
+        reported = received + self.i(40, 240) * 60
         lines: list[tuple[str, str, str, str, str]] = []
-        for code in self.items_by_panel.get(panel, []):
-            item = self.items[code]
-            if item.value_type == "N" and item.reference_range(lp.record.sex) == (None, None):
-                continue  # a sex-specific test (PSA) is not reported for the other sex
-            value, flag = self._lab_value(lp, code, vprofiles)
-            unit = lis.lab_unit(code, item.unit) if item.value_type == "N" else ""
-            factor = self.factors.get(code, {}).get(unit, 1.0) if unit else 1.0
-            decimals = item.decimals if factor >= 1 else max(0, item.decimals - 1)
-            lo, hi = item.reference_range(lp.record.sex)
-            ref = item.ref_text
-            if item.value_type == "N":
-                ref = "-".join("" if b is None else f"{b / factor:.{decimals}f}" for b in (lo, hi))
+        add = self.writers["LIS"].buffers["lab_result"].add
+        pid = lp.local_id
+        for spec in self._panel_items(panel, lp.record.sex):
+            code = spec.code
+            value, flag = self._lab_value(lp, spec, vprofiles)
             resk = self.key("lab_result")
             text: str | None
+            # One draw decides the (mutually exclusive) defects of this result.
+            r = self.u()
             if isinstance(value, float):
-                shown = value / factor
-                if self.defect("lab_result.out_of_range"):
-                    shown = -shown if rng.random() < 0.3 else shown * 100
-                    self.record_defect(
-                        "LIS",
-                        "lab_result",
-                        "lab_result",
-                        resk,
-                        "value",
-                        "out_of_range",
-                        f"{shown:.{decimals}f}",
-                    )
-                elif len(self.factors.get(code, {})) > 1 and self.defect("lab_result.wrong_unit"):
-                    other = next(u for u in self.factors[code] if u != unit)
-                    shown = value / self.factors[code][other]
-                    self.record_defect(
-                        "LIS",
-                        "lab_result",
-                        "lab_result",
-                        resk,
-                        "value",
-                        "wrong_unit",
-                        f"value in {other}, labelled {unit}",
-                    )
-                text = f"{shown:.{decimals}f}"
+                shown = value / spec.factor
+                if r < _P_OUT_OF_RANGE:
+                    shown = -shown if self.u() < 0.3 else shown * 100
+                    detail = f"{shown:.{spec.decimals}f}"
+                    self._result_defect(resk, "value", "out_of_range", detail)
+                elif r < _P_WRONG_UNIT and spec.other_unit:
+                    shown = value / spec.other_factor
+                    detail = f"value in {spec.other_unit}, labelled {spec.unit}"
+                    self._result_defect(resk, "value", "wrong_unit", detail)
+                text = f"{shown:.{spec.decimals}f}"
             else:
                 text = value
-            if self.defect("lab_result.missing_required"):
+            if _P_WRONG_UNIT <= r < _P_MISSING:
                 text = None
-                self.record_defect(
-                    "LIS", "lab_result", "lab_result", resk, "value", "missing_required"
-                )
+                self._result_defect(resk, "value", "missing_required", "")
             row = (
                 resk,
                 rk,
                 sk,
-                lp.local_id,
+                pid,
                 code,
-                item.name_zh,
+                spec.name,
                 text,
-                unit,
-                ref,
+                spec.unit,
+                spec.ref,
                 flag,
                 reported,
                 "F",
             )
-            self.add("LIS", "lab_result", row, reported)
-            if self.defect("lab_result.duplicate"):
+            add(row, reported)
+            if _P_MISSING <= r < _P_DUPLICATE:
                 dk = self.key("lab_result")
-                self.add("LIS", "lab_result", (dk, *row[1:]), reported)
-                self.record_defect(
-                    "LIS",
-                    "lab_result",
-                    "lab_result",
-                    dk,
-                    "*",
-                    "duplicate",
-                    self.local_key("LIS", "lab_result", resk),
-                )
+                add((dk, *row[1:]), reported)
+                self._result_defect(dk, "*", "duplicate", self.local_key("LIS", "lab_result", resk))
             if text is not None:
-                lines.append((code, item.name_zh, text, unit, flag))
+                lines.append((code, spec.name, text, spec.unit, flag))
         self._charge(
             v, lp, "lab", panel, pinfo.name_zh, 1.0, round(20 + 180 * _hash_unit(panel), 0), t0
         )
@@ -661,9 +719,9 @@ class HospitalRenderer:
         doctor: int,
         doctor_name: str,
     ) -> tuple[str, str, str]:
-        rng = self.rng
+
         exam = self.exams[code]
-        t0 = v.time + int(rng.integers(10, 90)) * 60
+        t0 = v.time + self.i(10, 90) * 60
         ok = self._order(v, lp, "EXAM", code, exam.name_zh, t0, doctor)
         ek = self.key("exam_request")
         info = "、".join(self.dx[c].name_zh for c in v.diagnoses[:2])
@@ -673,7 +731,7 @@ class HospitalRenderer:
             (ek, ok, lp.local_id, v.key, code, exam.name_zh, t0, doctor_name, info),
             t0,
         )
-        study_t = t0 + int(rng.integers(20, 24 * 60)) * 60
+        study_t = t0 + self.i(20, 24 * 60) * 60
         stk = self.key("study")
         hid = self.spec.id
         study_uid = dicom.make_uid("medfabric", self.spec.seed, hid, "study", stk)
@@ -696,7 +754,7 @@ class HospitalRenderer:
             ),
             study_t,
         )
-        n_series = 2 if exam.modality in ("CT", "MR") and rng.random() < 0.5 else 1
+        n_series = 2 if exam.modality in ("CT", "MR") and self.u() < 0.2 else 1
         for sn in range(1, n_series + 1):
             sek = self.key("series")
             series_uid = dicom.make_uid("medfabric", self.spec.seed, hid, "series", sek)
@@ -712,7 +770,12 @@ class HospitalRenderer:
                         path=self.spec.root / rel,
                         patient_name=person.name or "",
                         patient_id=self.local_key("HIS", "patient", lp.local_id),
-                        birth_date=person.birth_date,
+                        # a mistyped birth date can fall after the study: PACS leaves it out
+                        birth_date=(
+                            person.birth_date
+                            if person.birth_date <= to_datetime(study_t).date()
+                            else None
+                        ),
                         sex={"1": "M", "2": "F"}.get(person.sex, "O"),
                         study_uid=study_uid,
                         series_uid=series_uid,
@@ -732,17 +795,17 @@ class HospitalRenderer:
                 )
                 self.result.dicom_files += 1
             self.add("PACS", "instance", (ik, sek, sop_uid, 1, rel, size), study_t)
-        abnormal = rng.random() < vprofiles[0].exam_abnormal
+        abnormal = self.u() < vprofiles[0].exam_abnormal
         findings, impression = notes.render_exam_report(
             exam.modality,
             exam.body_part,
             exam.name_zh,
             tuple(p.key for p in vprofiles),
             abnormal,
-            rng,
+            self.rng,
         )
         rpk = self.key("exam_report")
-        reported = study_t + int(rng.integers(30, 8 * 60)) * 60
+        reported = study_t + self.i(30, 8 * 60) * 60
         radiologist = self._doctor(self.depts["32"])[1]
         self.add(
             "PACS",
@@ -758,12 +821,12 @@ class HospitalRenderer:
     def _prescription(
         self, v: PlannedVisit, lp: LocalPatient, code: str, doctor: int
     ) -> tuple[str, str, str, str]:
-        rng = self.rng
+
         drug = self.drugs[code]
-        t0 = v.time + int(rng.integers(10, 60)) * 60
+        t0 = v.time + self.i(10, 60) * 60
         ok = self._order(v, lp, "DRUG", code, drug.name_zh, t0, doctor)
         chronic = self.dx[v.diagnoses[0]].chronic
-        days = int(rng.choice([14, 28, 30])) if chronic else int(rng.integers(3, 8))
+        days = (14, 28, 30)[self.i(0, 3)] if chronic else self.i(3, 8)
         qty = round(days * self.per_day.get(drug.frequency, 1.0), 0)
         rk = self.key("prescription")
         dose = f"{drug.dose:g}"
@@ -796,15 +859,15 @@ class HospitalRenderer:
     def _note_context_base(
         self, lp: LocalPatient, age: int, when: Any, dept: int, doctor: str, v: PlannedVisit
     ) -> dict[str, Any]:
-        rng = self.rng
+
         fever = any(
             self.profiles[self.dx[c].profile].key in ("pneumonia", "urti", "uti", "infection_other")
             for c in v.diagnoses[:1]
         )
-        temp = round(float(rng.normal(38.4 if fever else 36.6, 0.3)), 1)
+        temp = round((38.4 if fever else 36.6) + 0.3 * self.n(), 1)
         hyper = any(self.dx[c].profile == "hypertension" for c in v.diagnoses)
-        sbp = int(rng.normal(152 if hyper else 122, 10))
-        vitals = (temp, int(rng.normal(80, 8)), sbp, int(sbp * 0.62 + rng.normal(0, 5)))
+        sbp = int((152 if hyper else 122) + 10 * self.n())
+        vitals = (temp, int(80 + 8 * self.n()), sbp, int(sbp * 0.62 + 5 * self.n()))
         return {
             "patient_name": lp.record.name or "",
             "sex": lp.record.sex,
@@ -839,7 +902,7 @@ class HospitalRenderer:
             docs.append(("ADM", v.time + 3 * 3600, {"admitted": admitted}))
             last = discharge if discharge is not None else self.as_of - 3600
             stay_days = max(1, (last - v.time) // DAY)
-            for day in range(1, min(stay_days, 3) + 1):
+            for day in range(1, min(stay_days, PROGRESS_NOTES) + 1):
                 docs.append(
                     (
                         "PRG",
@@ -882,20 +945,11 @@ class HospitalRenderer:
             )
             self.result.notes += 1
             local = self.local_key("EMR", "clinical_document", dk)
-            for f in facts:
-                self._facts.writerow(
-                    [
-                        self.spec.id,
-                        local,
-                        doc_type,
-                        f.kind,
-                        f.code,
-                        f.value,
-                        int(f.negated),
-                        f.start,
-                        f.end,
-                    ]
-                )
+            hid = self.spec.id
+            self._facts.writerows(
+                (hid, local, doc_type, f.kind, f.code, f.value, int(f.negated), f.start, f.end)
+                for f in facts
+            )
             self.result.note_facts += len(facts)
             if not complaint:
                 complaint = _section(text, "主诉")

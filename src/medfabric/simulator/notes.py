@@ -8,26 +8,34 @@ extraction stage can be scored against the truth.
 Invariants
 ----------
 * ``render_note(ctx, rng)`` returns ``(text, facts)``; for every fact ``text[f.start:f.end]`` is
-  the surface form of the statement: the Chinese name of a diagnosis or exam; for a lab the
-  name, an optional separator, the value text and the unit (a flag arrow ↑/↓ follows *outside*
-  the span); for a drug the name through the frequency (dose and route inside); for a vital the
-  bare number (``f.value`` equals the slice); for a symptom the term itself.
+  the surface form of the statement, and facts come in text order without overlap:
+  - diagnosis / exam: the Chinese name, verbatim;
+  - lab: name, an optional separator (space, nothing or ：), the value text and the unit (a
+    unit starting with a digit is written ``×10^9/L``); the flag arrow (↑ ↓ ↑↑ ↓↓) follows
+    *outside* the span; ``f.value`` is the value text;
+  - drug: from the name through the frequency (dose and possibly route inside);
+    ``f.value`` is ``"<dose> <frequency code>"``;
+  - vital: the bare number, equal to ``f.value`` (code temperature / pulse / sbp / dbp);
+  - symptom: the phrase-file term itself (``f.code``).
 * Every diagnosis, lab, drug and exam in the context is stated at least once, and every such
   statement is a fact.  Facts other than symptoms only carry codes taken from the context;
   symptom facts carry terms of the phrase file.
-* No diagnosis absent from the context is stated as present.  Diseases the note *denies* in the
-  past history (否认高血压、糖尿病病史 ...) are never ones the context carries, and those
-  denials are not facts (they have no code in the context).  Exam impressions are copied from
-  the context verbatim (newlines folded, trailing 。 dropped).
+* No diagnosis absent from the context is stated as present.  Diseases the past history
+  *denies* (否认高血压、糖尿病病史 ...) are never ones the context carries; those denials are not
+  facts (they have no code in the context).  Exam impressions are copied from the context
+  verbatim (newlines folded to ；, trailing 。 dropped) and are not checked.
 * A negated fact (``negated=True``) is a symptom preceded in its clause (no ，。；：or newline in
-  between) by a denial cue: 无, 否认, 不伴, 未 (未诉/未再).  A symptom that any diagnosis of
-  the note can produce is never denied.
-* Phrase-file text outside symptom facts (physical exam, plans, connectives) contains no
-  symptom term, drug name or foreign disease name (the phrase file is written that way and
-  the tests check it).
+  between) by a denial cue: 无, 否认, 不伴, 未 (未诉/未再).  Denial lists never contain a
+  symptom that any diagnosis of the note can produce; progress notes and discharge summaries
+  may record one of the visit's own symptoms as resolved (未再发热), also as a negated fact.
+* Plans, normal exam findings and connective phrases of the phrase file contain no symptom
+  term, drug name or other-profile disease name (the tests check the symptom terms), so every
+  symptom the text states is a fact.  Abnormal signs may use sign words (肿胀, 压痛).
 * Output depends only on the context and the generator state: the same ``rng`` state gives the
-  same text and facts.  Randomness is drawn in blocks of 64 uniforms.
+  same text and facts.  Uniforms are drawn from ``rng`` in blocks of 64.
 * The chief complaint of OPR/ADM notes is the single line after ``主诉：``.
+* The phrase file is parsed once per process; template symptom references are validated at
+  load (``PhraseError``).
 """
 
 from __future__ import annotations
@@ -43,10 +51,12 @@ import numpy as np
 import yaml
 
 __all__ = [
+    "DENIAL_CUES",
     "DOC_TYPES",
     "EXAM_MODALITIES",
     "NoteContext",
     "NoteFact",
+    "PhraseError",
     "phrase_data",
     "render_exam_report",
     "render_note",
@@ -192,10 +202,14 @@ def _strs(raw: Any, where: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+# complaint: (segments, its symptom terms, the profile's other symptoms, own HPI opening)
+_Complaint = tuple[Segs, tuple[str, ...], tuple[str, ...], tuple[str, str] | None]
+
+
 class _Profile:
     __slots__ = (
-        "chronic", "complaints", "deny", "durs", "hpi", "key", "needs_gw", "plan", "signs",
-        "signs_normal", "skip_status", "symptoms", "symset",
+        "chronic", "complaints", "deny", "durs", "hpi", "key", "needs_gw", "onset", "paired",
+        "plan", "signs", "signs_normal", "skip_status", "symptoms", "symset",
     )  # fmt: skip
 
     def __init__(self, key: str, raw: dict[str, Any], durations: dict[str, tuple[str, ...]],
@@ -209,12 +223,21 @@ class _Profile:
         self.symptoms = _strs(raw.get("symptoms"), f"{key}.symptoms")
         self.symset = frozenset(self.symptoms)
         self.deny = _strs(raw.get("deny"), f"{key}.deny")
-        # (segments, terms in the template, other symptoms of the profile)
-        comp: list[tuple[Segs, tuple[str, ...], tuple[str, ...]]] = []
-        for src in _strs(raw.get("complaints"), f"{key}.complaints"):
+        # (segments, terms in the template, other symptoms of the profile, own HPI opening)
+        comp: list[_Complaint] = []
+        raw_comp = raw.get("complaints")
+        if not isinstance(raw_comp, list):
+            raise PhraseError(f"{key}: complaints must be a list")
+        for item in raw_comp:
+            opening: tuple[str, str] | None = None
+            if isinstance(item, dict):
+                src = str(item["cc"])
+                opening = _split_dur(str(item["hpi"]))
+            else:
+                src = str(item)
             segs, terms = _parse_template(src, self.symset, f"{key}.complaints")
             rest = tuple(s for s in self.symptoms if s not in terms)
-            comp.append((segs, terms, rest))
+            comp.append((segs, terms, rest, opening))
         if not comp:
             raise PhraseError(f"{key}: no complaints")
         self.complaints = tuple(comp)
@@ -225,10 +248,15 @@ class _Profile:
         self.needs_gw = any(
             k == _GW for segs in (*(c[0] for c in comp), *self.hpi) for k, _ in segs
         )
+        self.onset = tuple(_split_dur(t) for t in _strs(raw.get("onset"), f"{key}.onset"))
         self.signs = self._systems(raw.get("signs"), special_lead, f"{key}.signs")
         self.signs_normal = self._systems(
             raw.get("signs_normal"), special_lead, f"{key}.signs_normal"
         )
+        self.paired = frozenset(_strs(raw.get("paired"), f"{key}.paired"))
+        for sysname in self.paired:
+            if len(self.signs.get(sysname, ())) != len(comp):
+                raise PhraseError(f"{key}: paired signs.{sysname} must match the complaints")
         self.plan = _strs(raw.get("plan"), f"{key}.plan")
         if not self.plan:
             raise PhraseError(f"{key}: no plan phrases")
@@ -296,10 +324,14 @@ class _Phrases:
         self.onset = tuple(_split_dur(s) for s in _strs(hpi["onset"], "hpi.onset"))
         self.onset_acute = tuple(_split_dur(s) for s in _strs(hpi["onset_acute"], "hpi"))
         self.acute_durs = durations["acute"]
+        self.chronic_durs = durations["chronic"]
+        self.subacute_durs = durations["subacute"]
         self.joiner = _strs(hpi["joiner"], "hpi.joiner")
         self.progress = _strs(hpi["progress"], "hpi.progress")
         self.deny_cue = _strs(hpi["deny_cue"], "hpi.deny_cue")
         self.secondary = _strs(hpi["secondary"], "hpi.secondary")
+        self.after_opening = _strs(hpi["after_opening"], "hpi.after_opening")
+        self.no_complaint = _strs(hpi["no_complaint"], "hpi.no_complaint")
         self.prior_care = _strs(hpi["prior_care"], "hpi.prior_care")
         self.closing_opr = _strs(hpi["closing_opr"], "hpi.closing_opr")
         self.closing_adm = _strs(hpi["closing_adm"], "hpi.closing_adm")
@@ -447,19 +479,22 @@ class _Doc:
 
     def finish(self) -> tuple[str, tuple[NoteFact, ...]]:
         parts = self.parts
+        text = "".join(parts)
+        if not self.marks:
+            return text, ()
         offs = list(accumulate(map(len, parts), initial=0))
-        facts: list[Any] = []
-        append = facts.append
+        idx, kinds, codes, values, negs = zip(*self.marks, strict=True)
+        at = offs.__getitem__
+        starts = map(at, idx)
+        ends = map(at, map((1).__add__, idx))
         if _FAST_FACTS:
-            twin, cls = _FactTwin, NoteFact
-            for i, kind, code, value, neg in self.marks:
-                f: Any = twin(kind, code, value, neg, offs[i], offs[i + 1])
-                f.__class__ = cls
-                append(f)
-        else:  # pragma: no cover
-            for i, kind, code, value, neg in self.marks:
-                append(NoteFact(kind, code, value, neg, offs[i], offs[i + 1]))
-        return "".join(parts), tuple(facts)
+            facts: list[Any] = list(map(_FactTwin, kinds, codes, values, negs, starts, ends))
+            for f in facts:
+                f.__class__ = NoteFact
+            return text, tuple(facts)
+        return text, tuple(
+            map(NoteFact, kinds, codes, values, negs, starts, ends)
+        )  # pragma: no cover
 
 
 _SEX: Final = {"1": "男", "2": "女"}
@@ -495,6 +530,8 @@ def _route(name: str) -> str:
         return r
     if "吸入" in name or "气雾" in name or "粉雾" in name:
         r = "吸入"
+    elif "眼膏" in name:
+        r = "涂眼"
     elif "滴眼" in name or "眼用" in name:
         r = "滴眼"
     elif "滴耳" in name:
@@ -582,22 +619,27 @@ class _Combo:
         brief = tuple("，".join(c) + "。" for c in product(*options)) if options else ("",)
         full = tuple("，".join(c) + "。" for c in product(*options, data.vaccine))
         self.denials = (brief, full)
-        self.pe: dict[tuple[tuple[bool, ...], int], tuple[tuple[str, ...], ...]] = {}
+        self.pe: dict[tuple[tuple[bool, ...], int], tuple[tuple[tuple[str, ...], bool], ...]] = {}
 
     def physical(self, data: _Phrases, active: tuple[bool, ...], mode: int
-                 ) -> tuple[tuple[str, ...], ...]:  # fmt: skip
-        """Options per exam system, in system order. mode 0 focused, 1 full, 2 abnormal only."""
+                 ) -> tuple[tuple[tuple[str, ...], bool], ...]:  # fmt: skip
+        """(options, paired with the complaint) per exam system, in system order.
+
+        mode 0 focused (core systems plus anything specific), 1 full, 2 abnormal only.
+        """
         key = (active, mode)
         got = self.pe.get(key)
         if got is not None:
             return got
-        out: list[tuple[str, ...]] = []
+        out: list[tuple[tuple[str, ...], bool]] = []
         profs = self.profs
         for sysname in _SYSTEMS:
             opts: tuple[str, ...] = ()
+            paired = False
             for i, p in enumerate(profs):
                 if active[i] and sysname in p.signs:
                     opts = p.signs[sysname]
+                    paired = i == 0 and sysname in p.paired
                     break
             if not opts and mode != 2:
                 for i, p in enumerate(profs):
@@ -607,7 +649,7 @@ class _Combo:
                 if not opts and (mode == 1 or sysname in _CORE_SYSTEMS):
                     opts = data.exam_normal.get(sysname, ())
             if opts:
-                out.append(opts)
+                out.append((opts, paired))
         got = tuple(out)
         self.pe[key] = got
         return got
@@ -631,24 +673,32 @@ def _combo(data: _Phrases, ctx: NoteContext) -> _Combo:
 class _Plan:
     """What this note says about symptoms, decided once per note."""
 
-    __slots__ = ("active", "combo", "complaint", "denied", "dur", "gw", "present", "secondary")
+    __slots__ = (
+        "active", "combo", "complaint", "complaint_idx", "denied", "dur", "gw", "opening",
+        "present", "secondary",
+    )  # fmt: skip
 
     def __init__(self, data: _Phrases, ctx: NoteContext, r: _Rand, n_deny: int) -> None:
         combo = _combo(data, ctx)
         self.combo = combo
         prim = combo.primary
         u = r.u
-        self.dur = r.pick(prim.durs)
+        durs = prim.durs
+        if ctx.age < 15 and durs is data.chronic_durs:  # no 10-year history in a child
+            durs = data.subacute_durs
+        self.dur = r.pick(durs)
         self.gw = ""
-        segs, terms, rest = prim.complaints[int(u() * len(prim.complaints))]
+        self.complaint_idx = k = int(u() * len(prim.complaints))
+        segs, terms, rest, opening = prim.complaints[k]
         self.complaint = segs
+        self.opening = opening
         if prim.needs_gw:
             wk = 12 + int(u() * 29)
             dd = int(u() * 7)
             self.gw = f"{wk}+{dd}周" if dd else f"{wk}周"
         present = list(terms)
         if rest and (not terms or u() < 0.7):
-            present += r.sample(rest, 1 + int(u() * 2))
+            present += r.sample(rest, int(u() * 3) if opening else 1 + int(u() * 2))
         self.present = present
         n = len(combo.profs)
         active = [True] + [False] * (n - 1)
@@ -715,9 +765,25 @@ def _hpi(d: _Doc, data: _Phrases, r: _Rand, plan: _Plan, admission: bool) -> Non
     u = r.u
     add = d.add
     if prim.hpi:
-        _emit_segs(d, prim.hpi[int(u() * len(prim.hpi))], plan.dur, plan.gw)
+        hpi = prim.hpi
+        k = plan.complaint_idx if len(hpi) == len(prim.complaints) else int(u() * len(hpi))
+        _emit_segs(d, hpi[k], plan.dur, plan.gw)
+    elif plan.opening is not None:
+        before, after = plan.opening
+        add(before + plan.dur + after)
+        if plan.present:
+            add("，" + r.pick(data.after_opening))
+            _symptom_list(d, plan.present, False)
+        else:
+            add("，" + r.pick(data.no_complaint))
     else:
-        onsets = data.onset_acute if prim.durs is data.acute_durs and u() < 0.4 else data.onset
+        x = u()
+        if prim.onset and x < 0.6:
+            onsets = prim.onset
+        elif prim.durs is data.acute_durs and x < 0.8:
+            onsets = data.onset_acute
+        else:
+            onsets = data.onset
         before, after = onsets[int(u() * len(onsets))]
         add(before + plan.dur + after)
         syms = plan.present
@@ -749,7 +815,8 @@ def _past(d: _Doc, data: _Phrases, r: _Rand, ctx: NoteContext, combo: _Combo, fu
         code, name, _ = ctx.diagnoses[i]
         add(r.pick(data.chronic_lead))
         d.fact("diagnosis", code, "", False, name)
-        add(f"{r.pick(data.chronic_tail)}{1 + int(u() * 15)}年{r.pick(data.chronic_control)}。")
+        years = 1 + int(u() * min(15, max(1, ctx.age - 1)))
+        add(f"{r.pick(data.chronic_tail)}{years}年{r.pick(data.chronic_control)}。")
     if not combo.chronic_idx and u() < 0.5:
         add(r.pick(data.past_none))
         if not full:
@@ -787,29 +854,44 @@ def _physical(d: _Doc, data: _Phrases, r: _Rand, ctx: NoteContext, plan: _Plan,
     u = r.u
     opts = plan.combo.physical(data, plan.active, mode)
     if opts:
-        d.add(("，" if has_v else "") + "，".join([o[int(u() * len(o))] for o in opts]) + "。")
+        k = plan.complaint_idx
+        found = "，".join([o[k] if paired else o[int(u() * len(o))] for o, paired in opts])
+        d.add(("，" if has_v else "") + found + "。")
     elif has_v:
         d.add("，余查体未见明显异常。" if mode == 2 else "。")
     else:
         d.add("未见明显异常。")
 
 
+_LAB_MID: Final = {"H": "↑，", "L": "↓，", "HH": "↑↑，", "LL": "↓↓，"}
+_LAB_END: Final = {"H": "↑", "L": "↓", "HH": "↑↑", "LL": "↓↓"}
+_UNIT_SHOWN: dict[str, str] = {}
+
+
+def _unit(unit: str) -> str:
+    """How a unit is written after the value: ×10^9/L when it starts with a digit."""
+    shown = "×" + unit if unit[:1].isdigit() else unit
+    if len(_UNIT_SHOWN) < _CACHE_LIMIT:
+        _UNIT_SHOWN[unit] = shown
+    return shown
+
+
 def _labs(d: _Doc, r: _Rand, labs: tuple[tuple[str, str, str, str, str], ...]) -> None:
-    # hot loop (a blood count alone has ~20 items): marks are appended inline
+    # hot loop (a blood count alone has ~20 items): marks are appended inline, and every lab
+    # is followed by its flag and a comma; the last tail is replaced by the bare flag
     sep = _LAB_SEPS[int(r.u() * 4)]
     parts = d.parts
     add = d.add
     mark = d.marks.append
-    arrow = _ARROW.get
-    n = len(labs)
-    for j, (code, name, value, unit, flag) in enumerate(labs, 1):
+    mid = _LAB_MID.get
+    shown = _UNIT_SHOWN.get
+    flag = "N"
+    for code, name, value, unit, flag in labs:
         mark((len(parts), "lab", code, value, False))
-        add(name + sep + value + unit)
-        a = arrow(flag)
-        if j < n:
-            add(a + "，" if a else "，")
-        elif a:
-            add(a)
+        add(name + sep + value + (shown(unit) or _unit(unit)))
+        add(mid(flag, "，"))
+    if labs:
+        parts[-1] = _LAB_END.get(flag, "")
 
 
 def _exams(d: _Doc, r: _Rand, data: _Phrases, exams: tuple[tuple[str, str, str], ...]) -> None:
@@ -995,9 +1077,10 @@ def _stay_day(ctx: NoteContext) -> int:
 def _prg(d: _Doc, data: _Phrases, r: _Rand, ctx: NoteContext) -> None:
     plan = _Plan(data, ctx, r, 1 + r.below(2))
     cp = data.cp
+    stamp = ctx.when.isoformat(" ", "minutes")
     d.add(
         f"病程记录\n姓名：{ctx.patient_name}　性别：{_SEX.get(ctx.sex, '未知')}"
-        f"　科别：{ctx.department}\n{ctx.when.isoformat(' ', 'minutes')}　住院第{_stay_day(ctx)}天\n"
+        f"　科别：{ctx.department}\n{stamp}　住院第{_stay_day(ctx)}天\n"
     )
     d.add(r.pick(cp["prg_subjective"]))
     present = plan.present
@@ -1040,8 +1123,8 @@ def _dis(d: _Doc, data: _Phrases, r: _Rand, ctx: NoteContext) -> None:
     days = max(1, (discharged - admitted).days)
     _header(d, "出院小结", ctx, "记录时间")
     d.add(
-        f"入院日期：{admitted.isoformat()}　出院日期：{discharged.isoformat()}　住院天数：{days}天\n"
-        "入院情况：患者因“"
+        f"入院日期：{admitted.isoformat()}　出院日期：{discharged.isoformat()}"
+        f"　住院天数：{days}天\n入院情况：患者因“"
     )
     _emit_segs(d, plan.complaint, plan.dur, plan.gw)
     d.add("”入院")

@@ -11,6 +11,8 @@ Times are integer seconds since 1970-01-01 in Beijing local time (naive); dialec
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -30,6 +32,9 @@ SHARED_EXTRA_WEIGHTS = (0.7, 0.3)  # ... with these chances
 LOCAL_COPY_VARIED = 0.7  # chance that a non-home hospital's copy differs from the truth
 DUPLICATE_REGISTRATION = 0.005  # defect: same person registered twice in one hospital
 REPEAT_SHARE = 0.35  # chance a shared person has a test repeated at another hospital
+# Profiles state how often a condition needs admission when it is being worked up; over a
+# year of visits (follow-ups included) admissions are rarer: about 6% of visits here.
+ADMISSION_SCALE = 0.5
 CHRONIC_VISIT = 0.6  # chance a visit of a chronically ill person is for a chronic condition
 
 
@@ -95,6 +100,32 @@ class RegionPlan:
     repeats: list[RepeatCase] = field(default_factory=list)
 
 
+class Uniforms:
+    """Uniform draws from a numpy generator, taken in blocks (scalar numpy calls are slow).
+
+    Deterministic for the generator's state; the generator itself stays usable for vector draws.
+    """
+
+    __slots__ = ("_buf", "_i", "rng")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self._buf: list[float] = []
+        self._i = 0
+
+    def u(self) -> float:
+        """A number in [0, 1)."""
+        if self._i >= len(self._buf):
+            self._buf = self.rng.random(4096).tolist()
+            self._i = 0
+        self._i += 1
+        return self._buf[self._i - 1]
+
+    def i(self, low: int, high: int) -> int:
+        """An integer in [low, high)."""
+        return low + int(self.u() * (high - low))
+
+
 class _DiagnosisSampler:
     """Draws ICD-10 codes by prevalence weight, respecting sex and the profile's age range."""
 
@@ -102,7 +133,7 @@ class _DiagnosisSampler:
         self.profiles = profiles()
         dx = list(codes.diagnoses().values())
         self.by_code = {d.code: d for d in dx}
-        self.pools: dict[tuple[bool, str], tuple[list[str], np.ndarray]] = {}
+        self.pools: dict[tuple[bool, str], tuple[list[str], list[float]]] = {}
         for chronic in (True, False):
             for sex in ("1", "2"):
                 allowed = [
@@ -110,8 +141,8 @@ class _DiagnosisSampler:
                     for d in dx
                     if d.chronic == chronic and d.sex in ("A", "M" if sex == "1" else "F")
                 ]
-                w = np.array([d.weight for d in allowed], dtype=float)
-                self.pools[(chronic, sex)] = ([d.code for d in allowed], np.cumsum(w / w.sum()))
+                cum = list(itertools.accumulate(float(d.weight) for d in allowed))
+                self.pools[(chronic, sex)] = ([d.code for d in allowed], cum)
 
     def profile(self, code: str) -> Profile:
         return self.profiles[self.by_code[code].profile]
@@ -120,10 +151,10 @@ class _DiagnosisSampler:
         lo, hi = self.profile(code).age
         return lo <= age <= hi
 
-    def draw(self, rng: np.random.Generator, chronic: bool, sex: str, age: int) -> str | None:
+    def draw(self, rng: Uniforms, chronic: bool, sex: str, age: int) -> str | None:
         names, cum = self.pools[(chronic, sex if sex in ("1", "2") else "1")]
         for _ in range(6):
-            i = int(np.searchsorted(cum, rng.random() * cum[-1]))
+            i = bisect.bisect_right(cum, rng.u() * cum[-1])
             code = names[min(i, len(names) - 1)]
             if self.fits(code, age):
                 return code
@@ -174,9 +205,10 @@ def plan_region(
         patients=[[] for _ in range(hospitals)],
         visits=[[] for _ in range(hospitals)],
     )
-    _assign_hospitals(plan, rng, shared_share, as_of)
-    _assign_chronic(plan, rng, sampler, as_of)
-    _plan_visits(plan, rng, sampler, as_of)
+    uni = Uniforms(rng)
+    _assign_hospitals(plan, uni, shared_share, as_of)
+    _assign_chronic(plan, uni, sampler, as_of)
+    _plan_visits(plan, uni, sampler, as_of)
     _plan_repeats(plan, rng, sampler)
     for hv in plan.visits:
         hv.sort(key=lambda v: (v.time, v.patient))
@@ -185,11 +217,10 @@ def plan_region(
     return plan
 
 
-def _assign_hospitals(
-    plan: RegionPlan, rng: np.random.Generator, share: float, as_of: date
-) -> None:
+def _assign_hospitals(plan: RegionPlan, uni: Uniforms, share: float, as_of: date) -> None:
     h = plan.hospitals
     n = len(plan.people)
+    rng = uni.rng
     home = rng.integers(0, h, size=n)
     shared = rng.random(n) < (share if h > 1 else 0.0)
     extra = rng.choice(SHARED_EXTRA_HOSPITALS, size=n, p=SHARED_EXTRA_WEIGHTS)
@@ -204,7 +235,7 @@ def _assign_hospitals(
         for j, hosp in enumerate(hs):
             record = person
             kinds: tuple[str, ...] = ()
-            if j > 0 and rng.random() < LOCAL_COPY_VARIED:
+            if j > 0 and uni.u() < LOCAL_COPY_VARIED:
                 record, kinds = vary_person(rng, person, as_of=as_of)
             plan.patients[hosp].append(LocalPatient(hosp, next_id[hosp], i, record, kinds))
             next_id[hosp] += 1
@@ -212,7 +243,7 @@ def _assign_hospitals(
     for hosp in range(h):
         dups: list[LocalPatient] = []
         for lp in plan.patients[hosp]:
-            if rng.random() < DUPLICATE_REGISTRATION:
+            if uni.u() < DUPLICATE_REGISTRATION:
                 record, kinds = vary_person(rng, plan.people[lp.person_index], as_of=as_of)
                 dups.append(
                     LocalPatient(hosp, next_id[hosp], lp.person_index, record, kinds, lp.local_id)
@@ -222,46 +253,48 @@ def _assign_hospitals(
 
 
 def _assign_chronic(
-    plan: RegionPlan, rng: np.random.Generator, sampler: _DiagnosisSampler, as_of: date
+    plan: RegionPlan, uni: Uniforms, sampler: _DiagnosisSampler, as_of: date
 ) -> None:
+    rng = uni.rng
     for person in plan.people:
         age = _age(person.birth_date, as_of)
         k = min(4, int(rng.poisson(max(0.0, (age - 20) / 25.0))))
         chosen: list[str] = []
         for _ in range(k):
-            code = sampler.draw(rng, True, person.sex, age)
+            code = sampler.draw(uni, True, person.sex, age)
             if code is not None and code not in chosen:
                 chosen.append(code)
         plan.chronic.append(tuple(chosen))
 
 
-def _visit_time(rng: np.random.Generator, plan: RegionPlan, kind: str, born: date) -> int:
+def _visit_time(rng: Uniforms, plan: RegionPlan, kind: str, born: date) -> int:
     # Nobody visits before being born (newborns are days old; a copy may carry a wrong date).
     first = max(plan.start // DAY, to_seconds(born) // DAY + 1)
-    day = int(rng.integers(min(first, plan.end // DAY - 1), plan.end // DAY))
+    day = rng.i(min(first, plan.end // DAY - 1), plan.end // DAY)
     # Emergencies come at any hour; clinics and admissions in working hours.
-    sec = int(rng.integers(0, DAY)) if kind == "2" else int(rng.integers(8 * 3600, 17 * 3600))
+    sec = rng.i(0, DAY) if kind == "2" else rng.i(8 * 3600, 17 * 3600)
     return day * DAY + sec
 
 
-def _visit_kind(rng: np.random.Generator, prof: Profile) -> str:
-    u = rng.random()
-    if u < prof.inpatient:
+def _visit_kind(rng: Uniforms, prof: Profile) -> str:
+    u = rng.u()
+    admission = prof.inpatient * ADMISSION_SCALE
+    if u < admission:
         return "3"
-    if u < prof.inpatient + prof.emergency:
+    if u < admission + prof.emergency:
         return "2"
     return "1"
 
 
 def _diagnoses_for(
-    rng: np.random.Generator,
+    rng: Uniforms,
     sampler: _DiagnosisSampler,
     person: Person,
     chronic: Sequence[str],
     age: int,
 ) -> tuple[str, ...]:
-    if chronic and rng.random() < CHRONIC_VISIT:
-        principal = chronic[int(rng.integers(0, len(chronic)))]
+    if chronic and rng.u() < CHRONIC_VISIT:
+        principal = chronic[rng.i(0, len(chronic))]
     else:
         principal = sampler.draw(rng, False, person.sex, age) or (
             chronic[0] if chronic else "Z00.0"
@@ -270,9 +303,8 @@ def _diagnoses_for(
     return (principal, *secondary)
 
 
-def _plan_visits(
-    plan: RegionPlan, rng: np.random.Generator, sampler: _DiagnosisSampler, as_of: date
-) -> None:
+def _plan_visits(plan: RegionPlan, uni: Uniforms, sampler: _DiagnosisSampler, as_of: date) -> None:
+    rng = uni.rng
     for hosp, patients in enumerate(plan.patients):
         by_original: dict[int, LocalPatient] = {}
         for lp in patients:
@@ -284,20 +316,20 @@ def _plan_visits(
             person = plan.people[lp.person_index]
             chronic = plan.chronic[lp.person_index]
             age = _age(person.birth_date, as_of)
-            lam = 0.5 + 0.3 * len(chronic) + (0.3 if age >= 65 else 0.0)
+            lam = 0.15 + 0.2 * len(chronic) + (0.15 if age >= 65 else 0.0)
             n = 1 + min(11, int(rng.poisson(lam)))
             dup = by_original.get(lp.local_id)
             for j in range(n):
-                dx = _diagnoses_for(rng, sampler, person, chronic, age)
+                dx = _diagnoses_for(uni, sampler, person, chronic, age)
                 prof = sampler.profile(dx[0])
-                kind = _visit_kind(rng, prof)
-                stay = int(rng.integers(prof.stay[0], prof.stay[1] + 1)) if kind == "3" else 0
+                kind = _visit_kind(uni, prof)
+                stay = uni.i(prof.stay[0], prof.stay[1] + 1) if kind == "3" else 0
                 # A duplicate registration gets some of the visits (the clerk did not find them).
                 patient = dup.local_id if dup is not None and j % 2 == 1 else lp.local_id
                 copy = dup.record if dup is not None and patient == dup.local_id else lp.record
                 born = max(person.birth_date, copy.birth_date)
                 plan.visits[hosp].append(
-                    PlannedVisit(_visit_time(rng, plan, kind, born), patient, kind, dx, stay)
+                    PlannedVisit(_visit_time(uni, plan, kind, born), patient, kind, dx, stay)
                 )
 
 
@@ -306,10 +338,12 @@ def _plan_repeats(plan: RegionPlan, rng: np.random.Generator, sampler: _Diagnosi
         return
     first_visit: dict[tuple[int, int], PlannedVisit] = {}
     local_of: dict[tuple[int, int], int] = {}
+    record_of: dict[tuple[int, int], Person] = {}
     for hosp, patients in enumerate(plan.patients):
         for lp in patients:
             if lp.duplicate_of is None:
                 local_of[(hosp, lp.person_index)] = lp.local_id
+                record_of[(hosp, lp.person_index)] = lp.record
         for v in plan.visits[hosp]:
             first_visit.setdefault((hosp, v.patient), v)
     for pi, hs in enumerate(plan.homes):
@@ -325,10 +359,14 @@ def _plan_repeats(plan: RegionPlan, rng: np.random.Generator, sampler: _Diagnosi
         use_exam = bool(exams) and rng.random() < 0.4
         code = str(rng.choice(exams if use_exam else panels))
         gap = int(rng.integers(1, 8)) * DAY + int(rng.integers(-3, 4)) * 3600
-        t = va.time + gap
-        if t >= plan.end:
-            va.time = max(plan.start, plan.end - gap - DAY)
-            t = va.time + gap
+        ta = va.time if va.time + gap < plan.end else max(plan.start, plan.end - gap - DAY)
+        lb = local_of[(b, pi)]
+        copies = (record_of[(a, pi)], record_of[(b, pi)], plan.people[pi])
+        born = max(to_seconds(c.birth_date) for c in copies) + DAY
+        if ta < born:
+            continue
+        va.time = ta
+        t = ta + gap
         kind = "exam" if use_exam else "lab_panel"
         if use_exam:
             va.forced_exams = (*va.forced_exams, code)
@@ -336,7 +374,7 @@ def _plan_repeats(plan: RegionPlan, rng: np.random.Generator, sampler: _Diagnosi
             va.forced_panels = (*va.forced_panels, code)
         vb = PlannedVisit(
             t,
-            local_of[(b, pi)],
+            lb,
             "1",
             va.diagnoses,
             0,

@@ -27,6 +27,7 @@ import csv
 import json
 import multiprocessing as mp
 import os
+import pickle
 import shutil
 import time
 from collections import Counter
@@ -139,21 +140,78 @@ def check_output(out: Path) -> None:
         )
 
 
-# Worker state: set before the pool forks so children inherit the plan without pickling it.
-_PLAN: RegionPlan | None = None
+PLAN_DIR = ".plan"  # per-hospital plan slices, inside the folder being built
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What the rest of the run needs to know of the plan (the plan itself stays on disk)."""
+
+    start: int
+    end: int
+    people: int
+    local_patients: int
+    shared_people: int
+    visits: list[int]  # per hospital
+    repeats: int
+
+
+def _slice_path(root: Path, index: int) -> Path:
+    return root / PLAN_DIR / f"{index:03d}.pickle"
+
+
+def run_plan(opts: SimulationOptions, root: Path) -> PlanSummary:
+    """Plan the region, write the plan's truth files and one plan slice per hospital.
+
+    Run in its own process for large regions: the plan's memory is returned to the system
+    when that process ends, and each hospital worker later loads only its own slice.
+    """
+    plan = plan_region(
+        seed=opts.seed,
+        hospitals=opts.hospitals,
+        patients_per_hospital=opts.patients,
+        shared_share=opts.shared_share,
+        start=opts.start_date,
+        days=opts.days,
+        home_city=opts.home_city,
+    )
+    specs = hospital_specs(opts, root)
+    write_plan_truth(root, plan, specs)
+    (root / PLAN_DIR).mkdir(exist_ok=True)
+    for i in range(plan.hospitals):
+        with _slice_path(root, i).open("wb") as f:
+            pickle.dump((plan.start, plan.end, plan.patients[i], plan.visits[i]), f, protocol=5)
+    return PlanSummary(
+        start=plan.start,
+        end=plan.end,
+        people=len(plan.people),
+        local_patients=sum(len(p) for p in plan.patients),
+        shared_people=sum(1 for h in plan.homes if len(h) > 1),
+        visits=[len(v) for v in plan.visits],
+        repeats=len(plan.repeats),
+    )
+
+
+def _plan_in_child(opts: SimulationOptions, root: Path) -> PlanSummary:
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        return pool.apply(run_plan, (opts, root))
+
+
+# Worker state, set before the pool forks: the specs and a shared progress counter.
 _SPECS: list[HospitalSpec] = []
 _PROGRESS: Any = None
 
 
 def _render_hospital(index: int) -> HospitalResult:
-    assert _PLAN is not None
-    plan, spec = _PLAN, _SPECS[index]
-    renderer = HospitalRenderer(spec, as_of=plan.end)
+    spec = _SPECS[index]
+    with _slice_path(spec.root, index).open("rb") as f:
+        start, end, patients, visits = pickle.load(f)
+    renderer = HospitalRenderer(spec, as_of=end)
     renderer.open(bulk=True)
     needed = sorted({p.department for p in profiles().values()})
-    renderer.setup_departments(needed, plan.start - 400 * 86_400)
-    renderer.write_patients(plan.patients[index], plan.start)
-    visits = plan.visits[index]
+    renderer.setup_departments(needed, start - 400 * 86_400)
+    renderer.write_patients(patients, start)
     step = 500
     for i in range(0, len(visits), step):
         renderer.render(visits[i : i + step])
@@ -188,7 +246,6 @@ def simulate_region(opts: SimulationOptions, progress: ProgressFn | None = None)
     Raises:
         SimulationError: invalid options or an output folder that is not a region.
     """
-    global _PLAN, _SPECS, _PROGRESS
     opts.validate()
     out = opts.out.resolve()
     check_output(out)
@@ -198,28 +255,21 @@ def simulate_region(opts: SimulationOptions, progress: ProgressFn | None = None)
     with _building(out) as tmp:
         if progress:
             progress("plan", 0, 1)
-        plan = plan_region(
-            seed=opts.seed,
-            hospitals=opts.hospitals,
-            patients_per_hospital=opts.patients,
-            shared_share=opts.shared_share,
-            start=opts.start_date,
-            days=opts.days,
-            home_city=opts.home_city,
-        )
+        summary = _plan_in_child(opts, tmp) if opts.workers > 1 else run_plan(opts, tmp)
         timings["plan"] = time.perf_counter() - t0
         specs = hospital_specs(opts, tmp)
-        total_visits = sum(len(v) for v in plan.visits)
+        total_visits = sum(summary.visits)
         if progress:
             progress("plan", 1, 1)
             progress("visits", 0, total_visits)
         t1 = time.perf_counter()
-        results = _render_all(plan, specs, opts.workers, total_visits, progress)
+        results = _render_all(specs, opts.workers, summary.visits, progress)
         timings["hospitals"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        summary_defects = write_truth(tmp, plan, specs, results)
+        shutil.rmtree(tmp / PLAN_DIR)
+        summary_defects = write_render_truth(tmp, specs, results)
         final_specs = hospital_specs(opts, out)
-        write_manifest(tmp, opts, plan, final_specs, results)
+        write_manifest(tmp, opts, summary.end, final_specs, results)
         write_region_toml(tmp, opts, final_specs)
         timings["truth"] = time.perf_counter() - t2
     rows: dict[str, dict[str, int]] = {}
@@ -229,13 +279,13 @@ def simulate_region(opts: SimulationOptions, progress: ProgressFn | None = None)
     return RegionSummary(
         out=out,
         hospitals=[{"id": s.id, "name": s.name, "dialects": dict(s.dialects)} for s in specs],
-        people=len(plan.people),
-        local_patients=sum(len(p) for p in plan.patients),
-        shared_people=sum(1 for h in plan.homes if len(h) > 1),
+        people=summary.people,
+        local_patients=summary.local_patients,
+        shared_people=summary.shared_people,
         visits=total_visits,
         rows=rows,
         defects=summary_defects,
-        repeats=len(plan.repeats),
+        repeats=summary.repeats,
         dicom_files=sum(r.dicom_files for r in results),
         notes=sum(r.notes for r in results),
         note_facts=sum(r.note_facts for r in results),
@@ -245,14 +295,14 @@ def simulate_region(opts: SimulationOptions, progress: ProgressFn | None = None)
 
 
 def _render_all(
-    plan: RegionPlan,
     specs: list[HospitalSpec],
     workers: int,
-    total: int,
+    visits: list[int],
     progress: ProgressFn | None,
 ) -> list[HospitalResult]:
-    global _PLAN, _SPECS, _PROGRESS
-    _PLAN, _SPECS = plan, specs
+    global _SPECS, _PROGRESS
+    _SPECS = specs
+    total = sum(visits)
     try:
         if workers <= 1 or len(specs) == 1:
             _PROGRESS = None
@@ -260,24 +310,26 @@ def _render_all(
             done = 0
             for i in range(len(specs)):
                 results.append(_render_hospital(i))
-                done += len(plan.visits[i])
+                done += visits[i]
                 if progress:
                     progress("visits", done, total)
             return results
         ctx = mp.get_context("fork")
         _PROGRESS = ctx.Value("q", 0)
+        # Largest hospitals first, so the last round is not one big hospital on one core.
+        order = sorted(range(len(specs)), key=lambda i: -visits[i])
         with ctx.Pool(min(workers, len(specs))) as pool:
-            pending = pool.map_async(_render_hospital, range(len(specs)))
+            pending = pool.map_async(_render_hospital, order, chunksize=1)
             while not pending.ready():
                 pending.wait(0.2)
                 if progress:
                     progress("visits", int(_PROGRESS.value), total)
-            results = pending.get()
+            by_index = dict(zip(order, pending.get(), strict=True))
         if progress:
             progress("visits", total, total)
-        return list(results)
+        return [by_index[i] for i in range(len(specs))]
     finally:
-        _PLAN, _SPECS, _PROGRESS = None, [], None
+        _SPECS, _PROGRESS = [], None
 
 
 def _write_csv(path: Path, header: list[str], rows: Any) -> None:
@@ -288,10 +340,8 @@ def _write_csv(path: Path, header: list[str], rows: Any) -> None:
         w.writerows(rows)
 
 
-def write_truth(
-    root: Path, plan: RegionPlan, specs: list[HospitalSpec], results: list[HospitalResult]
-) -> dict[str, int]:
-    """Write the region-wide truth files; return defect counts by kind."""
+def write_plan_truth(root: Path, plan: RegionPlan, specs: list[HospitalSpec]) -> None:
+    """Truth that comes from the plan: persons, registrations, repeated tests."""
     truth = root / "truth"
     _write_csv(
         truth / "persons.csv",
@@ -370,23 +420,6 @@ def write_truth(
         ],
         rows,
     )
-    code_rows = []
-    for name in sorted({d for s in specs for d in s.dialects.values()}):
-        dialect = DIALECTS[name]
-        for domain in _domains():
-            for std, local in dialect.local_codes(domain).items():
-                code_rows.append((name, domain, local, std))
-        for item, unit in sorted(dialect.unit_overrides.items()):
-            code_rows.append((name, "lab_unit", f"{item}:{unit}", item))
-    _write_csv(
-        truth / "code_maps.csv", ["dialect", "domain", "local_code", "standard_code"], code_rows
-    )
-    defects = [d for r in results for d in r.defects]
-    _write_csv(
-        truth / "defects.csv",
-        ["hospital", "system", "table", "source_table", "local_key", "column", "defect", "detail"],
-        defects,
-    )
     rep_rows = []
     for c in plan.repeats:
         a, b = specs[c.first_hospital], specs[c.second_hospital]
@@ -409,6 +442,30 @@ def write_truth(
             "days_apart",
         ],
         rep_rows,
+    )
+
+
+def write_render_truth(
+    root: Path, specs: list[HospitalSpec], results: list[HospitalResult]
+) -> dict[str, int]:
+    """Truth that comes from rendering: code maps, defects; returns defect counts by kind."""
+    truth = root / "truth"
+    code_rows = []
+    for name in sorted({d for s in specs for d in s.dialects.values()}):
+        dialect = DIALECTS[name]
+        for domain in _domains():
+            for std, local in dialect.local_codes(domain).items():
+                code_rows.append((name, domain, local, std))
+        for item, unit in sorted(dialect.unit_overrides.items()):
+            code_rows.append((name, "lab_unit", f"{item}:{unit}", item))
+    _write_csv(
+        truth / "code_maps.csv", ["dialect", "domain", "local_code", "standard_code"], code_rows
+    )
+    defects = [d for r in results for d in r.defects]
+    _write_csv(
+        truth / "defects.csv",
+        ["hospital", "system", "table", "source_table", "local_key", "column", "defect", "detail"],
+        defects,
     )
     _write_csv(
         truth / "changes.csv",
@@ -434,7 +491,7 @@ def _domains() -> list[str]:
 def write_manifest(
     root: Path,
     opts: SimulationOptions,
-    plan: RegionPlan,
+    clock: int,
     specs: list[HospitalSpec],
     results: list[HospitalResult],
 ) -> None:
@@ -452,10 +509,8 @@ def write_manifest(
             "days": opts.days,
             "dicom": opts.dicom,
         },
-        "clock": plan.end,
-        "clock_iso": date.fromordinal(
-            date(1970, 1, 1).toordinal() + plan.end // 86_400
-        ).isoformat(),
+        "clock": clock,
+        "clock_iso": date.fromordinal(date(1970, 1, 1).toordinal() + clock // 86_400).isoformat(),
         "ticks": 0,
         "hospitals": [
             {"id": s.id, "name": s.name, "dialects": dict(s.dialects), "counters": r.counters}

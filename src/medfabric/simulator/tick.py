@@ -32,6 +32,7 @@ from medfabric.simulator.plan import (
     DAY,
     LocalPatient,
     PlannedVisit,
+    Uniforms,
     _age,
     _diagnoses_for,
     _DiagnosisSampler,
@@ -279,14 +280,15 @@ def _tick_hospital(
         renderer.write_patients(fresh_lps, start + int(rng.integers(0, end - start)))
         locals_ += fresh_lps
     candidates = [lp for lp in locals_ if lp.duplicate_of is None]
+    uni = Uniforms(rng)
     visits = []
     for _ in range(n_visits):
         lp = candidates[int(rng.integers(0, len(candidates)))]
         person = lp.record
         age = _age(person.birth_date, as_of)
-        dx = _diagnoses_for(rng, sampler, person, chronic[lp.person_index], age)
+        dx = _diagnoses_for(uni, sampler, person, chronic[lp.person_index], age)
         prof = sampler.profile(dx[0])
-        kind = _visit_kind(rng, prof)
+        kind = _visit_kind(uni, prof)
         stay = int(rng.integers(prof.stay[0], prof.stay[1] + 1)) if kind == "3" else 0
         born = max(person.birth_date, people[lp.person_index].birth_date)
         t = max(start + int(rng.integers(0, end - start)), to_seconds(born) + DAY)

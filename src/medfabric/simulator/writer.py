@@ -1,6 +1,6 @@
 """Buffered, column-wise writing of canonical rows into a dialect's SQLite database.
 
-Rows are buffered per table as columns and flushed with one ``executemany`` per table, inside
+Rows are buffered per table and flushed with one ``executemany`` per table, inside
 one transaction per flush: bulk inserts, never a commit per row. On first creation the database
 runs with ``journal_mode=OFF`` and ``synchronous=OFF`` because it lives in a temporary folder
 that is renamed into place only when the whole region is written; ticks on an existing region
@@ -10,7 +10,7 @@ use the normal rollback journal.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +26,26 @@ from medfabric.simulator.schema import (
 
 
 class TableBuffer:
-    """Columns of canonical values waiting to be written, plus each row's change time."""
+    """Rows of canonical values waiting to be written, each with its change time last."""
 
-    __slots__ = ("columns", "table", "updated")
+    __slots__ = ("rows", "table")
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self.columns: list[list[Any]] = [[] for _ in table.columns]
-        self.updated: list[int | None] = []
+        self.rows: list[tuple[Any, ...]] = []
 
-    def add(self, values: Sequence[Any], updated: int | None) -> None:
-        for col, v in zip(self.columns, values, strict=True):
-            col.append(v)
-        self.updated.append(updated)
+    def add(self, values: tuple[Any, ...], updated: int | None) -> None:
+        self.rows.append((*values, updated))
 
     def __len__(self) -> int:
-        return len(self.updated)
+        return len(self.rows)
+
+    def columns(self) -> list[list[Any]]:
+        """The buffered rows as columns (the change time is the last column)."""
+        return [list(c) for c in zip(*self.rows, strict=True)]
 
     def clear(self) -> None:
-        for col in self.columns:
-            col.clear()
-        self.updated.clear()
+        self.rows.clear()
 
 
 def encode_column(
@@ -126,16 +125,17 @@ class SystemWriter:
         self.conn.execute("BEGIN")
         try:
             for name, buf in self.buffers.items():
-                if not buf.updated:
+                if not buf.rows:
                     continue
                 table = TABLE_BY_NAME[name]
+                raw = buf.columns()
                 cols = [
                     encode_column(d, table, c, v, self.peers)
-                    for c, v in zip(table.columns, buf.columns, strict=True)
+                    for c, v in zip(table.columns, raw, strict=False)
                 ]
-                cols.append(d.format_datetimes(buf.updated))
+                cols.append(d.format_datetimes(raw[-1]))
                 if d.flag_column:
-                    cols.append([d.flag_live] * len(buf.updated))
+                    cols.append([d.flag_live] * len(buf))
                 self.conn.executemany(self.insert_sql(table), zip(*cols, strict=True))
                 self.rows_written[name] += len(buf)
                 buf.clear()

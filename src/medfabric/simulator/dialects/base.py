@@ -100,6 +100,10 @@ class Dialect:
         """Local keys of a key space (a table, or 'visit' for both visit tables)."""
         raise NotImplementedError
 
+    def format_key(self, space: str, value: int) -> Any:
+        """One local key (the single-value form of :meth:`format_keys`)."""
+        return value
+
     def parse_key(self, space: str, stored: Any) -> int:
         """Inverse of :meth:`format_keys` for one stored key."""
         return int(stored)

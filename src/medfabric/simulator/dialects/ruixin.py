@@ -75,6 +75,9 @@ class Ruixin(Dialect):
         p = _PREFIX[space]
         return [None if v is None else f"{p}{v:09d}" for v in values]
 
+    def format_key(self, space: str, value: int) -> Any:
+        return f"{_PREFIX[space]}{value:09d}"
+
     def parse_key(self, space: str, stored: Any) -> int:
         return int(str(stored)[len(_PREFIX[space]) :])
 
