@@ -14,7 +14,7 @@ from medfabric.simulator import SimulationOptions, simulate_region
 from medfabric.simulator.dialects import DIALECTS, Dialect
 from medfabric.simulator.schema import TABLE_BY_NAME
 
-SMALL = {"hospitals": 3, "patients": 500, "seed": 11, "days": 120, "start_date": date(2025, 3, 1)}
+SMALL = {"hospitals": 3, "patients": 600, "seed": 11, "days": 120, "start_date": date(2025, 3, 1)}
 
 
 @dataclass
@@ -39,6 +39,11 @@ class Region:
         with self.db(hospital, t.system) as conn:
             cur = conn.execute(f'SELECT {cols} FROM "{d.table_name(table)}"')
             return [dict(zip(keys, r, strict=True)) for r in cur]
+
+    def rows_by_key(self, hospital: str, table: str) -> dict[str, dict[str, Any]]:
+        """Rows of a canonical table keyed by their stored local key (as text)."""
+        key = TABLE_BY_NAME[table].key
+        return {str(r[key]): r for r in self.rows(hospital, table)}
 
     def truth(self, name: str) -> list[dict[str, str]]:
         with (self.root / "truth" / name).open(encoding="utf-8", newline="") as f:

@@ -19,17 +19,8 @@ from medfabric.simulator.notes import (
     render_exam_report,
     render_note,
 )
+from medfabric.standards.codes import PROFILE_KEYS
 
-PROFILE_KEYS = (
-    "diabetes_t2", "diabetes_t1", "hypertension", "hyperlipidemia", "coronary", "mi",
-    "heart_failure", "arrhythmia", "stroke", "copd", "asthma", "pneumonia", "urti",
-    "tuberculosis", "gastritis", "gastroenteritis", "hepatitis", "liver_disease", "biliary",
-    "pancreatitis", "abdominal_surgery", "ckd", "uti", "urolithiasis", "bph", "thyroid",
-    "anemia", "gout", "arthritis", "osteoporosis", "fracture", "spine", "mental",
-    "neurodegenerative", "epilepsy", "headache", "cancer_lung", "cancer_gi", "cancer_liver",
-    "cancer_breast", "cancer_other", "pregnancy", "gynecology", "skin", "eye_ent",
-    "infection_other", "allergy", "checkup",
-)  # fmt: skip
 BODY_PARTS = (
     "HEAD", "BRAIN", "CHEST", "ABDOMEN", "PELVIS", "CSPINE", "LSPINE", "TSPINE", "KNEE",
     "SHOULDER", "NECK", "BREAST", "HEART", "STOMACH", "COLON",

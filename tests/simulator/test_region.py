@@ -172,10 +172,7 @@ def test_every_injected_defect_is_present(region: Region) -> None:
     for d in defects:
         key = (d["hospital"], d["table"])
         if key not in cache:
-            from medfabric.simulator.schema import TABLE_BY_NAME
-
-            k = TABLE_BY_NAME[d["table"]].key
-            cache[key] = {str(r[k]): r for r in region.rows(*key)}
+            cache[key] = region.rows_by_key(*key)
         row = cache[key][d["local_key"]]
         dialect = region.dialect(d["hospital"], _system_of(d["table"]))
         kind, col = d["defect"], d["column"]

@@ -46,8 +46,7 @@ def test_every_change_is_in_the_databases(ticked: tuple[Region, Region]) -> None
     for c in changes:
         key = (c["hospital"], c["table"])
         if key not in rows_cache:
-            k = TABLE_BY_NAME[c["table"]].key
-            rows_cache[key] = {str(r[k]): r for r in after.rows(*key)}
+            rows_cache[key] = after.rows_by_key(*key)
         rows = rows_cache[key]
         d = after.dialect(c["hospital"], TABLE_BY_NAME[c["table"]].system)
         tick_start = d.format_datetimes([start])[0]
@@ -78,7 +77,7 @@ def test_corrections_change_the_value(ticked: tuple[Region, Region]) -> None:
     fixes = [c for c in after.truth("changes.csv") if c["detail"].startswith("corrected")]
     assert fixes
     for c in fixes[:20]:
-        rows = {str(r["result_id"]): r for r in after.rows(c["hospital"], "lab_result")}
+        rows = after.rows_by_key(c["hospital"], "lab_result")
         new = c["detail"].split("→")[1].strip()
         assert rows[c["local_key"]]["value"] == new
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from medfabric.simulator import dicom, notes
 from medfabric.simulator.dialects import DIALECTS, Dialect
-from medfabric.simulator.plan import DAY, LocalPatient, PlannedVisit, to_datetime
+from medfabric.simulator.plan import DAY, LocalPatient, PlannedVisit, Uniforms, to_datetime
 from medfabric.simulator.profiles import Profile, profiles
 from medfabric.simulator.writer import SystemWriter
 from medfabric.standards import codes
@@ -38,7 +38,7 @@ DEFECT_RATES: dict[str, float] = {
     "patient.missing_required": 0.003,
     "patient.out_of_range": 0.001,
     "visit.future_date": 0.001,
-    "admission.discharge_before_admission": 0.02,
+    "admission.discharge_before_admission": 0.03,
     "diagnosis.invalid_code": 0.002,
     "lab_result.out_of_range": 0.001,
     "lab_result.wrong_unit": 0.003,
@@ -156,8 +156,9 @@ class HospitalRenderer:
         self.staff: dict[int, list[tuple[int, str]]] = {}  # dept key → [(staff key, name)]
         self._since_flush = 0
         self._panel_cache: dict[tuple[str, str], list[_ItemSpec]] = {}
-        self._ubuf: list[float] = []
-        self._ui = 0
+        uniforms = Uniforms(self.rng)
+        self.u = uniforms.u  # bound methods: these run millions of times
+        self.i = uniforms.i
         self._facts_file: Any = None
         self._facts: Any = None
 
@@ -169,18 +170,6 @@ class HospitalRenderer:
 
     def local_key(self, system: str, space: str, key: int) -> str:
         return str(self.d[system].format_key(space, key))
-
-    def u(self) -> float:
-        """A uniform number in [0, 1) from the hospital's generator, drawn in blocks."""
-        if self._ui >= len(self._ubuf):
-            self._ubuf = self.rng.random(8192).tolist()
-            self._ui = 0
-        self._ui += 1
-        return self._ubuf[self._ui - 1]
-
-    def i(self, low: int, high: int) -> int:
-        """A uniform integer in [low, high)."""
-        return low + int(self.u() * (high - low))
 
     def n(self) -> float:
         """A standard-normal number (quantized to 4096 levels, plenty for synthetic data)."""

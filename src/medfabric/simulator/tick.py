@@ -220,7 +220,6 @@ def _tick_hospital(
     his = DIALECTS[spec.dialects["HIS"]]
     before = dict(counters)
     renderer = HospitalRenderer(spec, as_of=end, counters=counters)
-    renderer.rng = np.random.default_rng([spec.seed, spec.index])
     renderer.open(bulk=False)
     renderer.load_departments()
     locals_: list[LocalPatient] = []
