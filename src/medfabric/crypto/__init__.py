@@ -1,0 +1,5 @@
+"""Keys and key files, Ed25519 signing, X25519 + AES-GCM sealing, envelope encryption,
+RFC 6962 Merkle trees and proofs — over `cryptography` and `hashlib`, no policy.
+
+Built by the gateway and ledger issues (3, 6). May use: nothing of medfabric.
+"""

@@ -1,0 +1,4 @@
+"""Dashboard pages and assets.
+
+May use: api.
+"""
