@@ -62,6 +62,9 @@ __all__ = [
     "render_note",
 ]
 
+# The C loader (libyaml) when present: the phrase file is large and parsed once per process.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DOC_TYPES: Final = ("OPR", "ADM", "PRG", "DIS")
 EXAM_MODALITIES: Final = ("CT", "MR", "DX", "US", "ES", "ECG", "BMD")
 
@@ -406,7 +409,7 @@ def _load() -> _Phrases:
     global _DATA
     if _DATA is None:
         res = importlib.resources.files("medfabric.simulator") / "data" / "note_phrases.yaml"
-        raw = yaml.safe_load(res.read_text("utf-8"))
+        raw = yaml.load(res.read_text("utf-8"), Loader=_YAML_LOADER)
         if not isinstance(raw, dict):
             raise PhraseError("note_phrases.yaml: top level must be a mapping")
         _DATA = _Phrases(raw)

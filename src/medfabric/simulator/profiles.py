@@ -21,6 +21,9 @@ import yaml
 
 from medfabric.standards import codes
 
+# The C loader (libyaml) when present: the phrase file is large and parsed once per process.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ProfileError(Exception):
     """profiles.yaml is inconsistent with the code systems."""
@@ -52,7 +55,7 @@ def _pair(raw: Any, what: str) -> tuple[Any, Any]:
 def profiles() -> Mapping[str, Profile]:
     """Every clinical profile, validated against the code systems."""
     text = (resources.files("medfabric.simulator") / "data" / "profiles.yaml").read_text("utf-8")
-    raw: dict[str, Any] = yaml.safe_load(text)
+    raw: dict[str, Any] = yaml.load(text, Loader=_YAML_LOADER)
     by_atc: dict[str, str] = {}
     for drug in codes.drugs().values():
         by_atc.setdefault(drug.atc, drug.code)
