@@ -293,3 +293,16 @@ def test_code_maps_cover_every_local_code_in_the_data(region: Region) -> None:
                 assert r["diag_code"] in maps[(d, "diag")]
         ld = region.dialect(hid, "LIS").name
         assert {r["item_code"] for r in region.rows(hid, "lab_result")} <= maps[(ld, "lab_item")]
+
+
+def test_generated_region_toml_is_valid_settings(region: Region) -> None:
+    from medfabric.settings import load_settings
+
+    settings = load_settings(region.root / "region.toml")
+    assert [h.id for h in settings.hospitals] == region.hospitals
+    for h in settings.hospitals:
+        assert set(h.systems) == {"HIS", "LIS", "PACS", "EMR"}
+        for system, cfg in h.systems.items():
+            assert cfg.dialect == region.dialect(h.id, system).name
+            path = Path(cfg.url.removeprefix("sqlite:///"))
+            assert path.is_file() and path.parent.name == h.id
