@@ -136,3 +136,26 @@ def test_every_command_is_documented() -> None:
             for opt in param.opts:
                 if opt.startswith("--"):
                     assert opt in text, f"{name} {opt}"
+
+
+def _worker_killed(index: int) -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_run_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hospital worker that dies (as under the OOM killer) ends the run cleanly."""
+    import medfabric.simulator.region as region_mod
+    from medfabric.simulator import SimulationError, SimulationOptions, simulate_region
+
+    monkeypatch.setattr(region_mod, "_render_hospital", _worker_killed)
+    out = tmp_path / "region"
+    with pytest.raises(SimulationError, match="died"):
+        simulate_region(
+            SimulationOptions(hospitals=2, patients=20, out=out, workers=2, dicom=False)
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -32,6 +32,8 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -193,9 +195,13 @@ def run_plan(opts: SimulationOptions, root: Path) -> PlanSummary:
 
 
 def _plan_in_child(opts: SimulationOptions, root: Path) -> PlanSummary:
-    ctx = mp.get_context("fork")
-    with ctx.Pool(1) as pool:
-        return pool.apply(run_plan, (opts, root))
+    # An executor, not a Pool: a child killed by the kernel (out of memory) raises
+    # BrokenProcessPool here instead of leaving the parent waiting forever.
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("fork")) as ex:
+        try:
+            return ex.submit(run_plan, opts, root).result()
+        except BrokenProcessPool as exc:
+            raise SimulationError("the planning process died (out of memory?)") from exc
 
 
 # Worker state, set before the pool forks: the specs and a shared progress counter.
@@ -318,13 +324,21 @@ def _render_all(
         _PROGRESS = ctx.Value("q", 0)
         # Largest hospitals first, so the last round is not one big hospital on one core.
         order = sorted(range(len(specs)), key=lambda i: -visits[i])
-        with ctx.Pool(min(workers, len(specs))) as pool:
-            pending = pool.map_async(_render_hospital, order, chunksize=1)
-            while not pending.ready():
-                pending.wait(0.2)
+        by_index: dict[int, HospitalResult] = {}
+        with ProcessPoolExecutor(min(workers, len(specs)), mp_context=ctx) as ex:
+            futures = {ex.submit(_render_hospital, i): i for i in order}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    try:
+                        by_index[futures[f]] = f.result()
+                    except BrokenProcessPool as exc:
+                        raise SimulationError(
+                            f"the worker writing {specs[futures[f]].id} died (out of memory?)"
+                        ) from exc
                 if progress:
                     progress("visits", int(_PROGRESS.value), total)
-            by_index = dict(zip(order, pending.get(), strict=True))
         if progress:
             progress("visits", total, total)
         return [by_index[i] for i in range(len(specs))]
