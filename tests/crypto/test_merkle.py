@@ -261,7 +261,9 @@ def test_every_inclusion_proof_verifies(n: int, salt: bytes, probe: int) -> None
 
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(2, 300), salt=salts, data=st.data())
-def test_inclusion_fails_for_another_index_leaf_or_bit(n: int, salt: bytes, data: st.DataObject) -> None:
+def test_inclusion_fails_for_another_index_leaf_or_bit(
+    n: int, salt: bytes, data: st.DataObject
+) -> None:
     hashes = _distinct_hashes(n, salt)
     tree = MerkleTree(hashes)
     r = tree.root()
@@ -305,7 +307,9 @@ def test_consistency_proofs_verify_and_fail_on_a_changed_root(
 
 @settings(max_examples=30, deadline=None)
 @given(leaves=st.lists(st.binary(max_size=12), max_size=300))
-def test_incremental_tree_agrees_with_from_scratch_root_for_every_prefix(leaves: list[bytes]) -> None:
+def test_incremental_tree_agrees_with_from_scratch_root_for_every_prefix(
+    leaves: list[bytes],
+) -> None:
     hashes = [leaf_hash(x) for x in leaves]
     tree = MerkleTree()
     assert tree.root() == EMPTY_ROOT
@@ -351,10 +355,16 @@ def test_iterative_inclusion_verifier_matches_the_recursive_one(
     hashes = _distinct_hashes(n, salt)
     tree = MerkleTree(hashes)
     i = data.draw(st.integers(0, n - 1))
-    index = data.draw(st.sampled_from([i, i, i ^ 1, i + 1, i - 1, 2 * i, n, 0]))
-    size = data.draw(st.sampled_from([n, n, n + 1, n - 1, 2 * n, n // 2, 0]))
-    proof = data.draw(tampered(tree.inclusion_proof(i), salt.ljust(32, b"\x07")))
-    r = data.draw(st.sampled_from([tree.root(), tree.root(), tree.root(n - 1), EMPTY_ROOT]))
+    index, size, proof, r = i, n, tree.inclusion_proof(i), tree.root()
+    damage = data.draw(st.sampled_from(["none", "index", "size", "proof", "root"]))
+    if damage == "index":
+        index = data.draw(st.sampled_from([i ^ 1, i + 1, i - 1, 2 * i, n, 0]))
+    elif damage == "size":
+        size = data.draw(st.sampled_from([n + 1, n - 1, 2 * n, n // 2, 0]))
+    elif damage == "proof":
+        proof = data.draw(tampered(proof, salt.ljust(32, b"\x07")))
+    elif damage == "root":
+        r = data.draw(st.sampled_from([tree.root(n - 1), EMPTY_ROOT, hashes[i]]))
     expected = ref_verify_inclusion(hashes[i], index, size, proof, r)
     assert verify_inclusion(hashes[i], index, size, proof, r) is expected
 
@@ -367,13 +377,18 @@ def test_iterative_consistency_verifier_matches_the_recursive_one(
     hashes = _distinct_hashes(n, salt)
     tree = MerkleTree(hashes)
     m = data.draw(st.integers(1, n))
-    old = data.draw(st.sampled_from([m, m, m + 1, m - 1, m ^ 1, 2 * m, 0, n]))
-    new = data.draw(st.sampled_from([n, n, n + 1, n - 1, 2 * n, m]))
-    proof = data.draw(tampered(tree.consistency_proof(m), salt.ljust(32, b"\x07")))
-    roots = [tree.root(s) for s in {1, m, n}]
-    old_root, new_root = data.draw(st.sampled_from(roots)), data.draw(st.sampled_from(roots))
-    if data.draw(st.booleans()):
-        old_root, new_root = tree.root(m), tree.root()
+    old, new, proof = m, n, tree.consistency_proof(m)
+    old_root, new_root = tree.root(m), tree.root()
+    damage = data.draw(st.sampled_from(["none", "old", "new", "proof", "roots"]))
+    if damage == "old":
+        old = data.draw(st.sampled_from([m + 1, m - 1, m ^ 1, 2 * m, 0, n]))
+    elif damage == "new":
+        new = data.draw(st.sampled_from([n + 1, n - 1, 2 * n, m]))
+    elif damage == "proof":
+        proof = data.draw(tampered(proof, salt.ljust(32, b"\x07")))
+    elif damage == "roots":
+        roots = [tree.root(s) for s in sorted({1, m, n})]
+        old_root, new_root = data.draw(st.sampled_from(roots)), data.draw(st.sampled_from(roots))
     expected = ref_verify_consistency(old, new, old_root, new_root, proof)
     assert verify_consistency(old, new, old_root, new_root, proof) is expected
 
@@ -383,8 +398,8 @@ def test_iterative_consistency_verifier_matches_the_recursive_one(
 
 def test_hash_prefixes() -> None:
     assert leaf_hash(b"ab") == hashlib.sha256(b"\x00ab").digest()
-    l, r = b"L" * 32, b"R" * 32
-    assert node_hash(l, r) == hashlib.sha256(b"\x01" + l + r).digest()
+    left, right = b"L" * 32, b"R" * 32
+    assert node_hash(left, right) == hashlib.sha256(b"\x01" + left + right).digest()
     assert root([]) == root_from_leaf_hashes([]) == MerkleTree().root() == EMPTY_ROOT
 
 

@@ -3,3 +3,13 @@ RFC 6962 Merkle trees and proofs — over `cryptography` and `hashlib`, no polic
 
 Built by the gateway and ledger issues (3, 6). May use: nothing of medfabric.
 """
+
+from medfabric.crypto.merkle import (
+    MerkleError,
+    MerkleTree,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+__all__ = ["MerkleError", "MerkleTree", "leaf_hash", "verify_consistency", "verify_inclusion"]
