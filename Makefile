@@ -34,6 +34,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/merkle.py
 
 # Re-resolve the lock file after changing dependency ranges in pyproject.toml.
 lock: $(STAMP)
