@@ -40,7 +40,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, TypeAlias
@@ -472,7 +472,9 @@ def _json_value(value: Any) -> Value:
     )
 
 
-def parse_canonical(data: bytes, extracted_at: datetime) -> CanonicalRecord:
+def parse_canonical(
+    data: bytes | bytearray | memoryview, extracted_at: datetime
+) -> CanonicalRecord:
     """Decode canonical bytes into a record, accepting nothing but canonical bytes.
 
     Args:
@@ -558,7 +560,7 @@ def parse_canonical(data: bytes, extracted_at: datetime) -> CanonicalRecord:
 # --- source text ----------------------------------------------------------------------------
 
 
-def decode_source_text(raw: bytes, encoding: str) -> str:
+def decode_source_text(raw: bytes | bytearray | memoryview, encoding: str) -> str:
     """Decode a source text column strictly; nothing is replaced or dropped.
 
     Args:
@@ -661,10 +663,26 @@ def _from_typed(value: Any) -> Value:
         if tag == "$date":
             return date.fromisoformat(text)
         if tag == "$datetime":
-            return datetime.fromisoformat(text)
+            return _iso_datetime(text)
     except (ValueError, ArithmeticError) as e:
         raise RecordError(f"{tag} {text!r}: {e}") from None
     raise RecordError(f"unknown tag {tag!r}")
+
+
+# Python 3.11's fromisoformat drops the microseconds of a UTC offset, which isoformat writes.
+_OFFSET_MICROS: Final = re.compile(r"(.+)([+-])([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})")
+
+
+def _iso_datetime(text: str) -> datetime:
+    match = _OFFSET_MICROS.fullmatch(text)
+    if match is None:
+        return datetime.fromisoformat(text)
+    local = datetime.fromisoformat(match[1])
+    if local.tzinfo is not None:
+        raise ValueError("two UTC offsets")
+    hours, minutes, seconds, micros = (int(match[i]) for i in range(3, 7))
+    offset = timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micros)
+    return local.replace(tzinfo=timezone(-offset if match[2] == "-" else offset))
 
 
 def from_dict(data: Mapping[str, Any]) -> CanonicalRecord:
