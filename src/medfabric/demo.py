@@ -2,19 +2,28 @@
 
 Every stage that lands joins this script. Today: the standard code systems are checked, a
 small region of hospitals is generated (real SQLite HIS/LIS/PACS/EMR databases in three vendor
-dialects, DICOM files, EMR notes, ground truth), and its clock is advanced one day.
+dialects, DICOM files, EMR notes, ground truth), its clock is advanced one day, and the
+provenance groundwork is shown on one source table: canonical content hashes of its rows, their
+Merkle tree, an inclusion proof that verifies and a tampered row that does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
 
 from medfabric.cli.main import app
+from medfabric.crypto.merkle import MerkleTree, leaf_hash, verify_inclusion
+from medfabric.records import CanonicalRecord, canonical_bytes, content_hash, decode_source_text
+from medfabric.simulator.dialects import DIALECTS
 
 console = Console()
 
@@ -23,6 +32,49 @@ def _run(title: str, args: list[str]) -> None:
     console.print(Rule(f"[bold]{title}"))
     console.print(f"$ medfabric {' '.join(args)}", style="dim")
     app(args, standalone_mode=False)
+
+
+def provenance_glimpse(region: Path, hospital: str = "H02") -> None:
+    """Hash one source table's rows canonically, build their Merkle tree, check one proof.
+
+    What the gateway will do for every batch (docs/canonical.md, docs/ledger.md), shown on the
+    GBK-encoded patient table of a `kangning` HIS.
+    """
+    manifest = json.loads((region / "region.json").read_text("utf-8"))
+    h = next(x for x in manifest["hospitals"] if x["id"] == hospital)
+    dialect = DIALECTS[h["dialects"]["HIS"]]
+    table = dialect.table_name("patient")
+    key = dialect.column_name("patient", "patient_id")
+    now = datetime.now(UTC)
+    conn = sqlite3.connect(region / hospital / "his.db")
+    cur = conn.execute(f'SELECT * FROM "{table}" ORDER BY "{key}" LIMIT 1000')
+    names = [d[0] for d in cur.description]
+    records = []
+    for row in cur:
+        payload = {
+            n: decode_source_text(v, "gb18030") if isinstance(v, bytes) else v
+            for n, v in zip(names, row, strict=True)
+        }
+        records.append(
+            CanonicalRecord(hospital, "HIS", table, str(payload[key]), "upsert", None, now, payload)
+        )
+    conn.close()
+    hashes = [bytes.fromhex(content_hash(r)) for r in records]
+    tree = MerkleTree(leaf_hash(x) for x in hashes)
+    root = tree.root()
+    i = len(hashes) // 2
+    proof = tree.inclusion_proof(i)
+    ok = verify_inclusion(leaf_hash(hashes[i]), i, tree.size, proof, root)
+    tampered = bytearray(canonical_bytes(records[i]))
+    tampered[-3] ^= 1
+    bad = verify_inclusion(leaf_hash(hashlib.sha256(tampered).digest()), i, tree.size, proof, root)
+    console.print(
+        f"{len(records)} rows of {hospital} {table} hashed canonically; Merkle root "
+        f"{root.hex()[:16]}…; row {records[i].local_key}: content hash "
+        f"{hashes[i].hex()[:16]}…, inclusion proof of {len(proof)} hashes "
+        f"{'[green]verifies[/]' if ok else '[red]FAILS[/]'}; the same row with one byte changed "
+        f"{'[red]still verifies[/]' if bad else '[green]is rejected[/]'}."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         ],
     )
     _run("3. one day passes in the hospitals", ["simulate", "tick", "--out", str(a.out)])
+    console.print(Rule("[bold]4. provenance groundwork: content hashes and a Merkle proof"))
+    provenance_glimpse(a.out)
     console.print(Rule("[bold green]demo finished"))
     console.print(
         f"Done in {time.perf_counter() - t0:.0f} s. Region: {a.out}/ — open {a.out}/region.toml, "
