@@ -306,3 +306,12 @@ def test_generated_region_toml_is_valid_settings(region: Region) -> None:
             assert cfg.dialect == region.dialect(h.id, system).name
             path = Path(cfg.url.removeprefix("sqlite:///"))
             assert path.is_file() and path.parent.name == h.id
+
+
+def test_source_dialects_document_is_current() -> None:
+    from medfabric.simulator.dialects.describe import markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "source-dialects.md"
+    assert doc.read_text("utf-8") == markdown(), (
+        "regenerate: python -m medfabric.simulator.dialects.describe > docs/source-dialects.md"
+    )
