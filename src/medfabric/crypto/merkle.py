@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from hashlib import sha256
 
+from medfabric.crypto.errors import CryptoError
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -53,7 +55,7 @@ EMPTY_ROOT = sha256(b"").digest()
 _BYTES = (bytes, bytearray)
 
 
-class MerkleError(Exception):
+class MerkleError(CryptoError):
     """A proof or root was asked for something the tree does not hold (a programming error).
 
     Verification never raises it: a bad proof is reported as ``False``.
