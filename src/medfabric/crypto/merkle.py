@@ -19,7 +19,8 @@ Invariants:
   cost O(log n) hashes for any size up to the current one, because every complete, aligned
   power-of-two subtree is hashed once when its last leaf arrives and kept.
 
-This module uses only the standard library (``crypto/`` imports nothing of medfabric).
+This module uses the standard library and `crypto.errors` only (`crypto/` imports nothing else of
+medfabric).
 """
 
 from __future__ import annotations
