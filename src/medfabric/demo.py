@@ -21,7 +21,9 @@ from rich.console import Console
 from rich.rule import Rule
 
 from medfabric.cli.main import app
+from medfabric.crypto.keys import EncryptionKey, SigningKey
 from medfabric.crypto.merkle import MerkleTree, leaf_hash, verify_inclusion
+from medfabric.crypto.sealing import open_sealed, seal
 from medfabric.records import CanonicalRecord, canonical_bytes, content_hash, decode_source_text
 from medfabric.simulator.dialects import DIALECTS
 
@@ -74,6 +76,20 @@ def provenance_glimpse(region: Path, hospital: str = "H02") -> None:
         f"{hashes[i].hex()[:16]}…, inclusion proof of {len(proof)} hashes "
         f"{'[green]verifies[/]' if ok else '[red]FAILS[/]'}; the same row with one byte changed "
         f"{'[red]still verifies[/]' if bad else '[green]is rejected[/]'}."
+    )
+
+    # The batch's manifest root is signed with the hospital's key and the payload sealed for
+    # the region (X25519 + AES-GCM), as the gateway will do; the region opens and checks both.
+    hospital_key, region_key = SigningKey.generate(), EncryptionKey.generate()
+    signature = hospital_key.sign(root)
+    batch = b"".join(canonical_bytes(r) + b"\n" for r in records)
+    sealed = seal(region_key.public_key, batch, context=f"{hospital}/{table}".encode())
+    opened = open_sealed(region_key, sealed, context=f"{hospital}/{table}".encode())
+    signed_ok = hospital_key.verify_key.verify(root, signature) and opened == batch
+    console.print(
+        f"batch of {len(batch):,} canonical bytes sealed for the region ({len(sealed):,} bytes) "
+        f"and opened; Merkle root signed with the hospital's Ed25519 key: "
+        f"{'[green]signature valid[/]' if signed_ok else '[red]INVALID[/]'}."
     )
 
 

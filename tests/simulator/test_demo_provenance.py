@@ -16,3 +16,4 @@ def test_provenance_glimpse_on_a_gbk_source(
     assert "hashed canonically" in out
     assert "verifies" in out and "is rejected" in out
     assert "FAILS" not in out and "still verifies" not in out
+    assert "signature valid" in out and "sealed for the region" in out
