@@ -37,7 +37,7 @@ def _run(title: str, args: list[str]) -> None:
 
 
 def provenance_glimpse(region: Path, hospital: str = "H02") -> None:
-    """Hash one source table's rows canonically, build their Merkle tree, check one proof.
+    """Hash a source table's rows canonically, build their Merkle tree, check a proof, sign, seal.
 
     What the gateway will do for every batch (docs/canonical.md, docs/ledger.md), shown on the
     GBK-encoded patient table of a `kangning` HIS.
