@@ -159,3 +159,19 @@ def test_a_worker_killed_mid_run_is_a_clear_error(
             SimulationOptions(hospitals=2, patients=20, out=out, workers=2, dicom=False)
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_catalog_show_formats() -> None:
+    import json
+
+    code, output = _run("catalog", "show")
+    assert code == 0 and "resource catalog" in output and "DE02.01.039.00" in output
+    code, output = _run("catalog", "show", "--format", "json", "--privacy", "direct")
+    assert code == 0
+    data = json.loads(output)
+    assert {c["code"] for c in data["classes"]} >= {"E", "A", "K"}
+    assert data["data_elements"] and all(e["privacy"] == "direct" for e in data["data_elements"])
+    code, output = _run("catalog", "show", "--format", "md")
+    assert code == 0 and output.startswith("# Resource catalog") and "| identifier |" in output
+    code, output = _run("catalog", "show", "--privacy", "secret")
+    assert code == 2 and "no data element has privacy class 'secret'" in output

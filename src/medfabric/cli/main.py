@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from medfabric import __version__
-from medfabric.cli import config, simulate, standards
+from medfabric.cli import catalog, config, simulate, standards
 
 app = typer.Typer(
     name="medfabric",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(standards.app, name="standards")
+app.add_typer(catalog.app, name="catalog")
 app.add_typer(config.app, name="config")
 
 
