@@ -165,7 +165,7 @@ def test_catalog_show_formats() -> None:
     import json
 
     code, output = _run("catalog", "show")
-    assert code == 0 and "resource catalog" in output and "DE02.01.039.00" in output
+    assert code == 0 and "resource catalog" in output and "data elements (" in output
     code, output = _run("catalog", "show", "--format", "json", "--privacy", "direct")
     assert code == 0
     data = json.loads(output)
