@@ -1,6 +1,7 @@
-"""The standards catalog as data: code systems, value domains and (later) the DWD model.
+"""The standards catalog as data: code systems, value domains and the DWD model.
 
 Public surface: :mod:`medfabric.standards.codes` (loaders), :mod:`medfabric.standards.gb11643`
-(citizen ID numbers) and :mod:`medfabric.standards.integrity` (cross-file checks).
+(citizen ID numbers), :mod:`medfabric.standards.integrity` (cross-file checks) and
+:mod:`medfabric.standards.model` (the DWD model).
 This package imports nothing else of medfabric.
 """
