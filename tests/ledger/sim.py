@@ -1,0 +1,244 @@
+"""A seeded, deterministic network simulator for the PBFT replica (no sockets, no real time).
+
+Replicas are :class:`~medfabric.ledger.replica.Replica` cores. The network is a priority queue
+of deliveries keyed by simulated time; a ``random.Random(seed)`` chooses each message's delay
+(so messages reorder), whether it is duplicated and whether it is dropped. Clients run closed
+loops: one outstanding request each, the next one sent once ``f + 1`` replicas gave matching
+replies. Replicas are ticked every ``tick_every`` time units.
+
+Invariants checked while running (every delivery, not only at the end):
+
+- Safety: no two correct replicas execute different digests at one seq (``committed``).
+- Each replica's ``Ready.committed`` comes in strictly increasing seq with no gaps.
+- A replica's log never exceeds ``log_window`` slots.
+
+The same seed gives the same run, event for event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from medfabric.crypto.keys import SigningKey
+from medfabric.ledger.messages import Membership, Message, Reply, Request, Signed, sign
+from medfabric.ledger.replica import HashChainStateMachine, Ready, Replica, ReplicaConfig
+
+_KEYS: dict[str, SigningKey] = {}
+
+
+def key_for(member: str) -> SigningKey:
+    """A deterministic key per member id (cached: key generation dominates small runs)."""
+    key = _KEYS.get(member)
+    if key is None:
+        key = _KEYS[member] = SigningKey.from_bytes(hashlib.sha256(member.encode()).digest())
+    return key
+
+
+def make_membership(n: int, clients: int, *, log_window: int = 256) -> Membership:
+    """A chain with replicas ``r0..r{n-1}`` and clients ``c0..``."""
+    return Membership(
+        chain_id="sim",
+        replicas={f"r{i}": key_for(f"r{i}").verify_key for i in range(n)},
+        clients={f"c{i}": key_for(f"c{i}").verify_key for i in range(clients)},
+        log_window=log_window,
+    )
+
+
+@dataclass
+class SimClient:
+    """A closed-loop client: sends request ``t`` and waits for ``f + 1`` matching replies."""
+
+    id: str
+    total: int
+    timestamp: int = 0
+    replies: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    accepted: dict[int, bytes] = field(default_factory=dict)
+    reply_messages: list[Signed[Reply]] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return len(self.accepted) == self.total
+
+    def next_request(self, chain_id: str) -> Signed[Request] | None:
+        if self.timestamp >= self.total:
+            return None
+        self.timestamp += 1
+        op = f"{self.id}/op{self.timestamp}".encode()
+        return sign(
+            Request(self.id, self.timestamp, op),
+            key_for(self.id),
+            signer=self.id,
+            chain_id=chain_id,
+        )
+
+    def on_reply(self, signed: Signed[Reply], f: int) -> bool:
+        """Record a reply; True when it completes ``f + 1`` matching ones for the first time."""
+        r = signed.message
+        self.reply_messages.append(signed)
+        votes = self.replies.setdefault(r.timestamp, {})
+        votes.setdefault(r.replica, r.result)
+        if r.timestamp in self.accepted:
+            return False
+        count = Counter(votes.values())
+        result, hits = count.most_common(1)[0]
+        if hits >= f + 1:
+            self.accepted[r.timestamp] = result
+            return True
+        return False
+
+
+class SafetyViolation(AssertionError):
+    """Two correct replicas committed different digests at one seq."""
+
+
+@dataclass
+class Sim:
+    """The network, the replicas and the clients of one seeded run.
+
+    Args:
+        n: Number of replicas.
+        seed: Seeds every random choice.
+        clients: Number of closed-loop clients.
+        requests: Requests per client.
+        crashed: Replica ids that never receive nor send (a silent replica).
+        max_delay: Deliveries take 1..max_delay time units.
+        dup: Probability that a message is delivered twice.
+        drop: Probability that a message is lost (liveness is not expected with drops).
+        config: Replica tuning.
+        log_window: The membership's ``L``.
+    """
+
+    n: int
+    seed: int
+    clients: int = 3
+    requests: int = 4
+    crashed: frozenset[str] = frozenset()
+    max_delay: int = 5
+    dup: float = 0.0
+    drop: float = 0.0
+    config: ReplicaConfig = field(default_factory=lambda: ReplicaConfig(4, 8))
+    log_window: int = 32
+    tick_every: int = 3
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.membership = make_membership(self.n, self.clients, log_window=self.log_window)
+        self.replicas = {
+            rid: Replica(self.config, self.membership, rid, key_for(rid))
+            for rid in self.membership.replica_ids
+        }
+        self.client_list = {f"c{i}": SimClient(f"c{i}", self.requests) for i in range(self.clients)}
+        self.now = 0
+        self._counter = 0
+        self._queue: list[tuple[int, int, str, Signed[Message]]] = []
+        self.committed: dict[int, bytes] = {}  # seq → digest, over correct replicas
+        self.executed: dict[str, list[int]] = {rid: [] for rid in self.replicas}
+        self.persisted: dict[str, list[Signed[Message]]] = {rid: [] for rid in self.replicas}
+        self.max_log = 0
+        self.delivered = 0
+
+    # --- network ---------------------------------------------------------------------------
+
+    def send(self, to: str, message: Signed[Message]) -> None:
+        """Queue ``message`` for ``to`` with a seeded delay, maybe duplicated or dropped."""
+        if to in self.crashed:
+            return
+        copies = 2 if self.rng.random() < self.dup else 1
+        for _ in range(copies):
+            if self.rng.random() < self.drop:
+                continue
+            self._counter += 1
+            at = self.now + self.rng.randint(1, self.max_delay)
+            heapq.heappush(self._queue, (at, self._counter, to, message))
+
+    def start(self) -> None:
+        """Every client sends its first request to the primary of view 0."""
+        for client in self.client_list.values():
+            self._client_send(client)
+
+    def _client_send(self, client: SimClient) -> None:
+        req = self.next_request_of(client)
+        if req is not None:
+            self.send(self.membership.primary(0), req)  # type: ignore[arg-type]
+
+    def next_request_of(self, client: SimClient) -> Signed[Request] | None:
+        return client.next_request(self.membership.chain_id)
+
+    def handle(self, rid: str, ready: Ready) -> None:
+        """Apply the Ready contract for ``rid``: persist, then send, then record commits."""
+        self.persisted[rid].extend(ready.persist)
+        for out in ready.messages:
+            if out.to is None:
+                for other in self.replicas:
+                    if other != rid:
+                        self.send(other, out.message)
+            else:
+                self.send(out.to, out.message)
+        for batch in ready.committed:
+            done = self.executed[rid]
+            assert batch.seq == (done[-1] + 1 if done else 1), (rid, batch.seq, done[-5:])
+            done.append(batch.seq)
+            prior = self.committed.setdefault(batch.seq, batch.digest)
+            if prior != batch.digest:
+                raise SafetyViolation(f"seq {batch.seq}: {prior.hex()} vs {batch.digest.hex()}")
+        replica = self.replicas[rid]
+        assert len(replica._slots) <= self.membership.log_window
+        self.max_log = max(self.max_log, replica.log_size)
+
+    def deliver(self, to: str, message: Signed[Message]) -> None:
+        """Hand one message to a replica or a client."""
+        self.delivered += 1
+        if to in self.replicas:
+            self.handle(to, self.replicas[to].step(message))
+            return
+        client = self.client_list[to]
+        reply = message.message
+        assert isinstance(reply, Reply)
+        if client.on_reply(message, self.membership.f):  # type: ignore[arg-type]
+            self._client_send(client)
+
+    def tick_all(self) -> None:
+        for rid, replica in self.replicas.items():
+            if rid not in self.crashed:
+                self.handle(rid, replica.tick())
+
+    def run(self, max_events: int = 200_000) -> bool:
+        """Run until quiescent or ``max_events`` deliveries; True if every client finished."""
+        self.start()
+        next_tick = self.tick_every
+        idle_ticks = 0
+        while self.delivered < max_events:
+            if self._queue and self._queue[0][0] < next_tick:
+                at, _, to, message = heapq.heappop(self._queue)
+                self.now = at
+                self.deliver(to, message)
+                continue
+            if not self._queue and all(c.done for c in self.client_list.values()):
+                return True
+            # Nothing due before the next tick: time jumps there.
+            self.now = next_tick
+            next_tick += self.tick_every
+            before = self._counter
+            self.tick_all()
+            idle_ticks = idle_ticks + 1 if not self._queue and self._counter == before else 0
+            if idle_ticks > 3:
+                return all(c.done for c in self.client_list.values())
+        return all(c.done for c in self.client_list.values())
+
+    def state_digests(self) -> dict[str, bytes]:
+        """Each correct replica's state digest."""
+        return {
+            rid: r.state_machine.digest()
+            for rid, r in self.replicas.items()
+            if rid not in self.crashed
+        }
+
+    def executed_requests(self, rid: str) -> list[tuple[str, int]]:
+        """The ``(client, timestamp)`` pairs ``rid`` executed, in order."""
+        sm = self.replicas[rid].state_machine
+        assert isinstance(sm, HashChainStateMachine)
+        return [(r.client, r.timestamp) for r in sm.executed]
