@@ -23,7 +23,7 @@ MAY_USE: dict[str, set[str]] = {
     "receiver": {"records", "warehouse", "crypto"},
     "warehouse": {"standards"},
     "governance": {"warehouse", "standards"},
-    "empi": {"warehouse"},
+    "empi": {"warehouse", "standards"},
     "graph": {"warehouse", "standards"},
     "exports": {"warehouse", "graph"},
     "ledger": {"crypto"},
