@@ -12,6 +12,14 @@ Invariants checked while running (every delivery, not only at the end):
 - Each replica's ``Ready.committed`` comes in strictly increasing seq with no gaps.
 - A replica's log never exceeds ``log_window`` slots.
 
+Faults: replicas silent from the start (``crashed``) or crashing at a time (``crash_at``); drops
+until a time (``drop_until``: the network heals); a partition of a group of replicas during a
+time interval; an equivocating primary of view 0 (``equivocate``: its first pre-prepare goes
+with another batch to half the backups). ``ViewChange`` and ``NewView`` messages go through
+``frame``/``open_frame`` on delivery, so their proofs are checked as at a real edge. Clients
+that wait ``client_retry`` time units re-send their request to every replica (as PBFT clients
+do), which is what starts the backups' view-change timers when the primary is silent.
+
 The same seed gives the same run, event for event.
 """
 
@@ -24,7 +32,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from medfabric.crypto.keys import SigningKey
-from medfabric.ledger.messages import Membership, Message, Reply, Request, Signed, sign
+from medfabric.ledger.messages import (
+    Membership,
+    Message,
+    NewView,
+    PrePrepare,
+    Reply,
+    Request,
+    Signed,
+    ViewChange,
+    batch_digest,
+    frame,
+    open_frame,
+    sign,
+)
 from medfabric.ledger.replica import HashChainStateMachine, Ready, Replica, ReplicaConfig
 
 _KEYS: dict[str, SigningKey] = {}
@@ -123,6 +144,13 @@ class Sim:
     config: ReplicaConfig = field(default_factory=lambda: ReplicaConfig(4, 8))
     log_window: int = 32
     tick_every: int = 3
+    crash_at: dict[str, int] = field(default_factory=dict)
+    drop_until: int | None = None
+    partition: tuple[int, int, frozenset[str]] | None = None
+    equivocate: bool = False
+    client_retry: int = 120
+    idle_limit: int = 1000
+    may_lag: frozenset[str] = frozenset()  # correct, but not required to catch up (see tests)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -140,6 +168,11 @@ class Sim:
         self.persisted: dict[str, list[Signed[Message]]] = {rid: [] for rid in self.replicas}
         self.max_log = 0
         self.delivered = 0
+        self.faulty: set[str] = set()  # excluded from the safety check (Byzantine)
+        self._outstanding: dict[str, tuple[Signed[Request], int]] = {}
+        self._opened: dict[int, Signed[Message]] = {}  # id → checked (kept alive: ids stay unique)
+        if self.equivocate:
+            self.faulty.add(self.membership.primary(0))
 
     # --- network ---------------------------------------------------------------------------
 
@@ -147,9 +180,14 @@ class Sim:
         """Queue ``message`` for ``to`` with a seeded delay, maybe duplicated or dropped."""
         if to in self.crashed:
             return
+        if self.partition is not None and message.signer in self.replicas:
+            start, end, group = self.partition
+            if start <= self.now < end and (message.signer in group) != (to in group):
+                return
+        drop = self.drop if self.drop_until is None or self.now < self.drop_until else 0.0
         copies = 2 if self.rng.random() < self.dup else 1
         for _ in range(copies):
-            if self.rng.random() < self.drop:
+            if self.rng.random() < drop:
                 continue
             self._counter += 1
             at = self.now + self.rng.randint(1, self.max_delay)
@@ -163,7 +201,17 @@ class Sim:
     def _client_send(self, client: SimClient) -> None:
         req = self.next_request_of(client)
         if req is not None:
+            self._outstanding[client.id] = (req, self.now)
             self.send(self.membership.primary(0), req)  # type: ignore[arg-type]
+        else:
+            self._outstanding.pop(client.id, None)
+
+    def _client_retries(self) -> None:
+        for cid, (req, at) in list(self._outstanding.items()):
+            if self.now - at >= self.client_retry:
+                self._outstanding[cid] = (req, self.now)
+                for rid in self.replicas:
+                    self.send(rid, req)  # type: ignore[arg-type]
 
     def next_request_of(self, client: SimClient) -> Signed[Request] | None:
         return client.next_request(self.membership.chain_id)
@@ -172,6 +220,8 @@ class Sim:
         """Apply the Ready contract for ``rid``: persist, then send, then record commits."""
         self.persisted[rid].extend(ready.persist)
         for out in ready.messages:
+            if self.equivocate and self._equivocated(rid, out.message):
+                continue
             if out.to is None:
                 for other in self.replicas:
                     if other != rid:
@@ -182,6 +232,8 @@ class Sim:
             done = self.executed[rid]
             assert batch.seq == (done[-1] + 1 if done else 1), (rid, batch.seq, done[-5:])
             done.append(batch.seq)
+            if rid in self.faulty:
+                continue
             prior = self.committed.setdefault(batch.seq, batch.digest)
             if prior != batch.digest:
                 raise SafetyViolation(f"seq {batch.seq}: {prior.hex()} vs {batch.digest.hex()}")
@@ -192,6 +244,12 @@ class Sim:
     def deliver(self, to: str, message: Signed[Message]) -> None:
         """Hand one message to a replica or a client."""
         self.delivered += 1
+        if isinstance(message.message, ViewChange | NewView) and id(message) not in self._opened:
+            # The edge check, as a node would run it: every nested proof and signature. A
+            # retransmission is the very same object: checked once (the check dominates runs).
+            opened = open_frame(frame(message), self.membership, max_size=1 << 24)
+            assert opened == message
+            self._opened[id(message)] = message
         if to in self.replicas:
             self.handle(to, self.replicas[to].step(message))
             return
@@ -201,7 +259,38 @@ class Sim:
         if client.on_reply(message, self.membership.f):  # type: ignore[arg-type]
             self._client_send(client)
 
+    def _equivocated(self, rid: str, message: Signed[Message]) -> bool:
+        """The faulty primary's first pre-prepare: half the backups get another batch (the
+        same without its first request, or the empty batch if it held only one)."""
+        pp = message.message
+        if rid != self.membership.primary(0) or not isinstance(pp, PrePrepare) or pp.seq != 1:
+            return False
+        if pp.view != 0 or not pp.batch:
+            return False
+        rest = pp.batch[1:]
+        other = PrePrepare(0, 1, batch_digest(rest), rest)
+        forged = sign(other, key_for(rid), signer=rid, chain_id=self.membership.chain_id)
+        backups = [r for r in self.replicas if r != rid]
+        for i, to in enumerate(backups):
+            self.send(to, message if i % 2 else forged)  # type: ignore[arg-type]
+        return True
+
+    def settled(self) -> bool:
+        """Every client done; every correct replica in an installed view, at one last seq."""
+        if not all(c.done for c in self.client_list.values()):
+            return False
+        correct = [
+            r
+            for rid, r in self.replicas.items()
+            if rid not in self.crashed and rid not in self.may_lag
+        ]
+        return all(r.active for r in correct) and len({r.last_executed for r in correct}) == 1
+
     def tick_all(self) -> None:
+        for rid, at in self.crash_at.items():
+            if self.now >= at and rid not in self.crashed:
+                self.crashed = self.crashed | {rid}
+        self._client_retries()
         for rid, replica in self.replicas.items():
             if rid not in self.crashed:
                 self.handle(rid, replica.tick())
@@ -217,7 +306,16 @@ class Sim:
                 self.now = at
                 self.deliver(to, message)
                 continue
-            if not self._queue and all(c.done for c in self.client_list.values()):
+            healed = self.partition is None or self.now >= self.partition[1]
+            if not self._queue and all(c.done for c in self.client_list.values()) and healed:
+                return True
+            if self.settled() and healed and self.now > max(self.crash_at.values(), default=0):
+                # Retransmission may keep the queue busy; the outcome is decided. Deliver what
+                # is in flight without ticking (answers to it are bounded) and stop.
+                while self._queue and self.delivered < max_events:
+                    at, _, to, message = heapq.heappop(self._queue)
+                    self.now = at
+                    self.deliver(to, message)
                 return True
             # Nothing due before the next tick: time jumps there.
             self.now = next_tick
@@ -225,9 +323,26 @@ class Sim:
             before = self._counter
             self.tick_all()
             idle_ticks = idle_ticks + 1 if not self._queue and self._counter == before else 0
-            if idle_ticks > 3:
+            # Quiet is final once clients are done; before, timers may still fire (a client's
+            # retry, a view-change timeout with back-off), so give them time.
+            done = all(c.done for c in self.client_list.values())
+            if idle_ticks > (3 if done and healed else self.idle_limit):
                 return all(c.done for c in self.client_list.values())
         return all(c.done for c in self.client_list.values())
+
+    def advance(self, duration: int) -> None:
+        """Keep the simulation going for ``duration`` more time units (ticks included)."""
+        end = self.now + duration
+        next_tick = (self.now // self.tick_every + 1) * self.tick_every
+        while self.now < end:
+            if self._queue and self._queue[0][0] < next_tick:
+                at, _, to, message = heapq.heappop(self._queue)
+                self.now = at
+                self.deliver(to, message)
+                continue
+            self.now = next_tick
+            next_tick += self.tick_every
+            self.tick_all()
 
     def state_digests(self) -> dict[str, bytes]:
         """Each correct replica's state digest."""

@@ -1,4 +1,4 @@
-"""The PBFT replica's normal case (Castro & Liskov §4.2–4.3) as a pure, deterministic state machine.
+"""The PBFT replica (Castro & Liskov §4.2–4.4) as a pure, deterministic state machine.
 
 A :class:`Replica` has two entry points, :meth:`Replica.step` (one signed message that already
 passed :func:`~medfabric.ledger.messages.open_frame` at the edge) and :meth:`Replica.tick` (one
@@ -35,13 +35,43 @@ Invariants (for a correct replica; checked by the simulation tests):
   this replica's own) moves ``low`` up and drops every slot and checkpoint vote at or below it.
 - A message just above the high watermark (seq in ``(high, high + log_window]``) is held, not
   dropped: a backup whose checkpoint is not yet stable would otherwise lose the primary's next
-  pre-prepares for good (there is no retransmission yet). At most ``(2n + 1) * log_window``
+  pre-prepares until retransmission repaired it. At most ``(2n + 1) * log_window``
   messages are held; they are replayed, in arrival order, when the window moves.
 - Messages for another view, outside the watermarks (and not held), conflicting, or already
   seen are ignored and counted in :attr:`Replica.ignored` (one counter per reason in
   :data:`IGNORE_REASONS`).
 
-Not built yet: view change, state transfer, retransmission. The view is always 0 here.
+View change (§4.4), with time as ticks:
+
+- A backup holding a client request it has not seen executed counts ticks; after
+  ``view_change_timeout`` ticks without an execution it moves to ``view + 1``: it stops taking
+  pre-prepares, prepares and commits, and sends a signed ``ViewChange`` with its stable
+  checkpoint proof and its prepared certificates above it. If that view does not install
+  within the (current) timeout, it moves one view further and the timeout doubles; it goes
+  back to ``view_change_timeout`` once a request executes.
+- A replica that holds ``ViewChange`` messages from f+1 others for views above its own joins
+  the smallest of those views without waiting for its timer (at least one is correct).
+- The primary of the new view, with 2f+1 view changes for it (its own included), computes O
+  with :func:`~medfabric.ledger.messages.new_view_pre_prepares`, sends ``NewView`` followed by
+  the full pre-prepares it has batches for, and installs it; a backup installs a ``NewView``
+  whose O recomputes from its V. Installing re-runs the three phases for every entry of O
+  (null requests for gaps); entries at or below ``last_executed`` go through again so that
+  others can commit them, but nothing executes twice (execution is by ``seq``, in order).
+- A correct replica never prepares a second digest at a ``(view, seq)``, and execution needs
+  2f+1 matching commits (so f+1 correct replicas prepared it and any later O carries it).
+
+Retransmission, so that drops heal: every ``retransmit_every`` ticks a replica re-sends, not
+persisting anything, its own view change (while changing view), or for up to
+``retransmit_limit`` slots its prepare and commit (the primary: the full pre-prepare), and its
+checkpoints above the low watermark. Slots it already executed are re-sent
+``retransmit_rounds`` times more. A replica that committed a slot answers a repeated prepare
+or pre-prepare for it with its commit and the full pre-prepare (answers are commits and
+pre-prepares, which are never answered, so this cannot loop); any replica answers a message
+from an older view with the ``NewView`` that installed its own (once per tick per sender).
+
+Not built yet: state transfer. A replica that missed a stable checkpoint (or more than
+``retransmit_rounds`` rounds of a slot) stays behind: it keeps its prefix, stays safe, and
+waits at the gap.
 """
 
 from __future__ import annotations
@@ -56,18 +86,23 @@ from typing import Protocol, TypeVar, cast
 from medfabric.crypto.keys import SigningKey
 from medfabric.ledger.messages import (
     DIGEST_SIZE,
+    NULL_DIGEST,
     Checkpoint,
     Commit,
     LedgerError,
     Membership,
     Message,
+    NewView,
     Prepare,
+    PreparedCertificate,
     PrePrepare,
     Reply,
     Request,
     Signed,
+    ViewChange,
     batch_digest,
     encode,
+    new_view_pre_prepares,
     sign,
 )
 
@@ -98,6 +133,8 @@ IGNORE_REASONS: tuple[str, ...] = (
     "duplicate",
     "stale_request",
     "unexpected",
+    "in_view_change",
+    "invalid_view_change",
 )
 """Every key of :attr:`Replica.ignored`, for metrics."""
 
@@ -141,7 +178,7 @@ class HashChainStateMachine:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:
-    """Tuning of the normal case.
+    """Tuning of batching, checkpoints, view-change timers and retransmission.
 
     Attributes:
         max_batch: The primary sends a pre-prepare as soon as this many requests are pending;
@@ -149,16 +186,36 @@ class ReplicaConfig:
         checkpoint_interval: ``K``: a checkpoint is taken after executing every seq that is a
             multiple of ``K``. Must not exceed the membership's ``log_window``, or the window
             would fill before a checkpoint could free it.
+        view_change_timeout: ``T`` in ticks: a backup holding a request it has not seen
+            executed moves to the next view after ``T`` ticks without an execution; while the
+            next view does not install, each further expiry moves one view on and doubles the
+            timeout (back to ``T`` once a request executes).
+        retransmit_every: Every this many ticks, a replica with unfinished work re-sends its
+            latest messages for it (see :meth:`Replica.tick`).
+        retransmit_limit: At most this many slots are re-sent per retransmission.
+        retransmit_rounds: A slot this replica already executed is re-sent (its commit, and
+            the primary's pre-prepare) this many more times, for replicas that missed it.
     """
 
     max_batch: int = 64
     checkpoint_interval: int = 128
+    view_change_timeout: int = 50
+    retransmit_every: int = 4
+    retransmit_limit: int = 8
+    retransmit_rounds: int = 8
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise LedgerError(f"max_batch must be >= 1, got {self.max_batch}")
-        if self.checkpoint_interval < 1:
-            raise LedgerError(f"checkpoint_interval must be >= 1, got {self.checkpoint_interval}")
+        for name in (
+            "max_batch",
+            "checkpoint_interval",
+            "view_change_timeout",
+            "retransmit_every",
+            "retransmit_limit",
+            "retransmit_rounds",
+        ):
+            value = getattr(self, name)
+            if value < 1:
+                raise LedgerError(f"{name} must be >= 1, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +268,7 @@ class _Slot:
     commits: dict[str, Signed[Commit]] = field(default_factory=dict)
     commit_sent: bool = False
     committed: bool = False
+    resends: int = 0  # retransmissions since it executed (bounded by retransmit_rounds)
 
 
 class _Out:
@@ -229,7 +287,7 @@ class _Out:
 
 
 class Replica:
-    """One PBFT replica, normal case only (see the module docstring for the contract).
+    """One PBFT replica: normal case and view change (see the module docstring for the contract).
 
     Args:
         config: Batching and checkpoint tuning.
@@ -275,6 +333,20 @@ class Replica:
         self._checkpoints: dict[int, dict[str, Signed[Checkpoint]]] = {}
         self._held: list[Signed[Message]] = []  # just above the window; replayed on GC
         self._ignored: Counter[str] = Counter({reason: 0 for reason in IGNORE_REASONS})
+        # View change (§4.4). ``view`` is the view this replica is in, or moving to while
+        # ``active`` is False (between its ViewChange and the matching NewView).
+        self.active = True
+        self._waiting: dict[str, Signed[Request]] = {}  # client → latest request not executed
+        self._elapsed = 0  # ticks since the last execution while something waits
+        self.timeout = config.view_change_timeout  # current, doubled by back-off
+        self.view_change_log: list[tuple[int, int]] = []  # (view moved to, timeout it got)
+        self._view_changes: dict[str, Signed[ViewChange]] = {}  # sender → its highest
+        self._own_view_change: Signed[ViewChange] | None = None
+        self._new_view: Signed[NewView] | None = None  # what installed ``view`` (to re-send)
+        self._prepared: dict[int, PreparedCertificate] = {}  # seq → highest-view certificate
+        self._batches: dict[bytes, tuple[Signed[Request], ...]] = {NULL_DIGEST: ()}
+        self._ticks = 0
+        self._helped: set[str] = set()  # replicas sent our NewView this tick
 
     # --- read-only views ---------------------------------------------------------------------
 
@@ -335,15 +407,28 @@ class Replica:
             self._on_commit(signed, m, out)
         elif isinstance(m, Checkpoint):
             self._on_checkpoint(signed, m, out)
+        elif isinstance(m, ViewChange):
+            self._on_view_change(cast("Signed[ViewChange]", signed), m, out)
+        elif isinstance(m, NewView):
+            self._on_new_view(cast("Signed[NewView]", signed), m, out)
         else:
-            # Replies are for clients; view change and state transfer are not built yet.
+            # Replies are for clients; state transfer is not built yet.
             self._ignored["unexpected"] += 1
 
     def tick(self) -> Ready:
-        """Advance time by one unit: the primary sends a pre-prepare for a partial batch."""
+        """Advance time by one unit.
+
+        The primary sends a pre-prepare for a partial batch; a backup's view-change timer
+        advances (and may expire); every ``retransmit_every`` ticks, unfinished work is re-sent.
+        """
         out = _Out()
-        if self.is_primary:
+        self._ticks += 1
+        self._helped.clear()
+        if self.is_primary and self.active:
             self._flush(out, partial=True)
+        self._tick_timer(out)
+        if self._ticks % self.config.retransmit_every == 0:
+            self._retransmit(out)
         return out.ready()
 
     # --- helpers -----------------------------------------------------------------------------
@@ -376,9 +461,14 @@ class Replica:
             else:
                 self._ignored["stale_request"] += 1
             return
-        if not self.is_primary:
+        waiting = self._waiting.get(r.client)
+        if waiting is None or waiting.message.timestamp < r.timestamp:
+            # What the view-change timer watches: one (the latest) request per client.
+            self._waiting[r.client] = cast("Signed[Request]", signed)
+        if not self.is_primary or not self.active:
             # The client may not know the primary; relay, the primary de-duplicates.
-            out.messages.append(Send(self.membership.primary(self.view), signed))
+            if self.active:
+                out.messages.append(Send(self.membership.primary(self.view), signed))
             return
         key = (r.client, r.timestamp)
         if key in self._pending or key in self._in_flight:
@@ -400,15 +490,21 @@ class Replica:
             pp = PrePrepare(self.view, self._next_seq, batch_digest(batch), batch)
             signed = self._emit(out, pp)
             self._slot(pp.seq).pre_prepare = signed
+            self._batches[pp.digest] = batch
             # The primary's pre-prepare stands for its prepare; prepares may already be here.
             self._advance(pp.seq, out)
 
     # --- three phases ------------------------------------------------------------------------
 
-    def _admit(self, signed: Signed[Message], view: int, seq: int) -> bool:
+    def _admit(self, signed: Signed[Message], view: int, seq: int, out: _Out) -> bool:
         """Common view and watermark filter; holds or counts what it refuses."""
         if view != self.view:
             self._ignored["other_view"] += 1
+            if view < self.view:
+                self._help_lagging(signed.signer, out)
+            return False
+        if not self.active:
+            self._ignored["in_view_change"] += 1  # §4.4: no normal case while changing view
             return False
         return self._window_ok(signed, seq)
 
@@ -423,7 +519,7 @@ class Replica:
         return False
 
     def _on_pre_prepare(self, signed: Signed[Message], pp: PrePrepare, out: _Out) -> None:
-        if not self._admit(signed, pp.view, pp.seq):
+        if not self._admit(signed, pp.view, pp.seq, out):
             return
         if pp.batch is None or signed.signer != self.membership.primary(pp.view):
             self._ignored["unexpected"] += 1  # open_frame refuses both; defence in depth
@@ -432,8 +528,15 @@ class Replica:
         if slot.pre_prepare is not None:
             same = slot.pre_prepare.message.digest == pp.digest
             self._ignored["duplicate" if same else "conflicting"] += 1
+            if same and pp.digest not in self._batches and pp.batch is not None:
+                # A new view's O carries no batches; a re-sent full pre-prepare supplies it.
+                self._batches[pp.digest] = pp.batch
+                self._execute_ready(out)
+            elif same and slot.committed:
+                self._help_slot(signed.signer, pp.seq, out)
             return
         slot.pre_prepare = cast("Signed[PrePrepare]", signed)
+        self._batches[pp.digest] = pp.batch
         out.persist.append(signed)
         if not self.is_primary:
             prepare = Prepare(pp.view, pp.seq, pp.digest, self.id)
@@ -441,18 +544,22 @@ class Replica:
         self._advance(pp.seq, out)
 
     def _on_prepare(self, signed: Signed[Message], p: Prepare, out: _Out) -> None:
-        if not self._admit(signed, p.view, p.seq):
+        if not self._admit(signed, p.view, p.seq, out):
             return
         slot = self._slot(p.seq)
         seen = slot.prepares.get(p.replica)
         if seen is not None:
             self._ignored["duplicate" if seen.message.digest == p.digest else "conflicting"] += 1
+            if seen.message.digest == p.digest and slot.committed:
+                # A re-sent prepare for a slot we committed: its sender is behind on it. We
+                # answer with commits only, which never trigger answers: no ping-pong.
+                self._help_slot(signed.signer, p.seq, out)
             return
         slot.prepares[p.replica] = cast("Signed[Prepare]", signed)
         self._advance(p.seq, out)
 
     def _on_commit(self, signed: Signed[Message], c: Commit, out: _Out) -> None:
-        if not self._admit(signed, c.view, c.seq):
+        if not self._admit(signed, c.view, c.seq, out):
             return
         slot = self._slot(c.seq)
         seen = slot.commits.get(c.replica)
@@ -467,17 +574,26 @@ class Replica:
         slot = self._slots.get(seq)
         if slot is None or slot.pre_prepare is None or slot.committed:
             return
-        digest = slot.pre_prepare.message.digest
+        pp = slot.pre_prepare
+        digest = pp.message.digest
         f = self.membership.f
         if not slot.commit_sent:
-            matching = sum(1 for p in slot.prepares.values() if p.message.digest == digest)
-            if matching < 2 * f:
-                return
-            slot.commit_sent = True
-            commit = Commit(self.view, seq, digest, self.id)
-            slot.commits[self.id] = self._emit(out, commit)
-        matching = sum(1 for c in slot.commits.values() if c.message.digest == digest)
-        if matching < self.membership.quorum:
+            primary = self.membership.primary(self.view)
+            matching = sorted(
+                (p for p in slot.prepares.values() if p.message.digest == digest),
+                key=lambda p: p.signer,
+            )
+            matching = [p for p in matching if p.signer != primary]  # 2f from backups
+            if len(matching) >= 2 * f:
+                slot.commit_sent = True
+                stripped = Signed(pp.message.stripped(), pp.signer, pp.signature, pp.chain_id)
+                self._prepared[seq] = PreparedCertificate(stripped, tuple(matching))
+                commit = Commit(self.view, seq, digest, self.id)
+                slot.commits[self.id] = self._emit(out, commit)
+        matching_commits = sum(1 for c in slot.commits.values() if c.message.digest == digest)
+        # 2f+1 matching commits prove f+1 correct replicas prepared it: executing is safe even
+        # before our own prepares arrive (a laggard catching up relies on this).
+        if matching_commits < self.membership.quorum:
             return
         slot.committed = True
         self._execute_ready(out)
@@ -491,7 +607,10 @@ class Replica:
             if slot is None or not slot.committed or slot.pre_prepare is None:
                 return
             pp = slot.pre_prepare.message
-            batch = pp.batch or ()
+            found = self._batches.get(pp.digest)
+            if found is None:
+                return  # committed without its batch (from a NewView): wait for a re-send
+            batch = found
             for signed in batch:
                 self._execute_one(signed.message, out)
             self.last_executed = pp.seq
@@ -502,6 +621,12 @@ class Replica:
     def _execute_one(self, r: Request, out: _Out) -> None:
         key = (r.client, r.timestamp)
         self._in_flight.discard(key)
+        waiting = self._waiting.get(r.client)
+        if waiting is not None and waiting.message.timestamp <= r.timestamp:
+            del self._waiting[r.client]
+        # Progress: the timer restarts and the back-off ends (§4.4: "executes a request").
+        self._elapsed = 0
+        self.timeout = self.config.view_change_timeout
         last = self._last_reply.get(r.client)
         if last is not None and r.timestamp <= last.message.timestamp:
             # Same decision on every replica (it depends only on the executed prefix), so the
@@ -541,14 +666,229 @@ class Replica:
         proof = tuple(sorted(matching, key=lambda v: v.signer))
         if len(proof) < self.membership.quorum or seq <= self.low:
             return
+        self._make_stable(seq, proof, out)
+
+    def _make_stable(self, seq: int, proof: tuple[Signed[Checkpoint], ...], out: _Out) -> None:
+        """Move the low watermark to ``seq`` (proved by ``proof``) and collect the log."""
+        own = self._own_checkpoints[seq]
         self.low, self.low_digest, self.low_proof = seq, own, proof
         # Garbage collection: nothing at or below the stable checkpoint is needed any more.
         self._slots = {s: slot for s, slot in self._slots.items() if s > seq}
         self._checkpoints = {s: v for s, v in self._checkpoints.items() if s > seq}
         self._own_checkpoints = {s: d for s, d in self._own_checkpoints.items() if s > seq}
+        self._prepared = {s: c for s, c in self._prepared.items() if s > seq}
+        live = {sl.pre_prepare.message.digest for sl in self._slots.values() if sl.pre_prepare}
+        live |= {c.digest for c in self._prepared.values()} | {NULL_DIGEST}
+        self._batches = {d: b for d, b in self._batches.items() if d in live}
         out.stable = StableCheckpoint(seq, own, proof)
         held, self._held = self._held, []
         for message in held:  # each goes through the filters again: some are held once more
             self._dispatch(message, out)
-        if self.is_primary:
+        if self.is_primary and self.active:
             self._flush(out, partial=False)  # the window just moved: full batches may go now
+
+    # --- view change (§4.4) ------------------------------------------------------------------
+
+    def _tick_timer(self, out: _Out) -> None:
+        """The view-change timer: backups waiting on a request, and replicas changing view."""
+        if self.active and (self.is_primary or not self._waiting):
+            self._elapsed = 0
+            return
+        self._elapsed += 1
+        if self._elapsed < self.timeout:
+            return
+        self._start_view_change(self.view + 1, out)
+
+    def _start_view_change(self, new_view: int, out: _Out) -> None:
+        """Leave the current view: stop the normal case, send ⟨VIEW-CHANGE, new_view, …⟩."""
+        if not self.active:
+            # The view we were moving to did not install (our timer ran out, or f+1 others
+            # gave up on it): wait twice as long for the next one.
+            self.timeout *= 2
+        self.view, self.active, self._elapsed = new_view, False, 0
+        self.view_change_log.append((new_view, self.timeout))
+        # The old view's slots are superseded by the NewView's O; what must survive them (the
+        # prepared certificates) is in ``_prepared``.
+        self._slots = {}
+        self._held = []  # all for the old view
+        self._pending.clear()
+        self._in_flight.clear()
+        prepared = tuple(self._prepared[s] for s in sorted(self._prepared) if s > self.low)
+        vc = ViewChange(new_view, self.low, self.low_proof, prepared, self.id)
+        self._own_view_change = self._emit(out, vc)
+        self._view_changes[self.id] = self._own_view_change
+        self._maybe_new_view(out)
+
+    def _on_view_change(self, signed: Signed[ViewChange], vc: ViewChange, out: _Out) -> None:
+        if vc.new_view < self.view or (vc.new_view == self.view and self.active):
+            # Its sender is behind us: the NewView we hold lets it catch up.
+            self._ignored["other_view"] += 1
+            self._help_lagging(signed.signer, out)
+            return
+        seen = self._view_changes.get(vc.replica)
+        if seen is not None and seen.message.new_view >= vc.new_view:
+            self._ignored["duplicate"] += 1
+            return
+        self._view_changes[vc.replica] = signed
+        # Liveness rule: f+1 replicas want a later view, so at least one correct one does; join
+        # the smallest such view rather than wait for our own timer.
+        later = sorted(
+            v.message.new_view
+            for r, v in self._view_changes.items()
+            if r != self.id and v.message.new_view > self.view
+        )
+        if len(later) >= self.membership.f + 1:
+            self._start_view_change(later[0], out)
+            return
+        self._maybe_new_view(out)
+
+    def _maybe_new_view(self, out: _Out) -> None:
+        """As the next view's primary, send NewView once 2f+1 view changes (ours too) are in."""
+        if self.active or self.membership.primary(self.view) != self.id:
+            return
+        v = sorted(
+            (s for s in self._view_changes.values() if s.message.new_view == self.view),
+            key=lambda s: s.signer,
+        )
+        if len(v) < self.membership.quorum or self.id not in {s.signer for s in v}:
+            return
+        chain = self.membership.chain_id
+        o = tuple(
+            sign(pp, self._key, signer=self.id, chain_id=chain)
+            for pp in new_view_pre_prepares(self.view, [s.message for s in v])
+        )
+        signed = self._emit(out, NewView(self.view, tuple(v), o))
+        self._install(signed, out)
+        for spp in o:  # O carries no batches: send the full pre-prepares we can
+            full = self._full(spp)
+            if full is not None:
+                out.messages.append(Send(None, full))
+
+    def _on_new_view(self, signed: Signed[NewView], nv: NewView, out: _Out) -> None:
+        if nv.view < self.view or (nv.view == self.view and self.active):
+            self._ignored["duplicate" if nv.view == self.view else "other_view"] += 1
+            return
+        # open_frame checked V and O; the core re-checks what is cheap (no signatures), so a
+        # caller that skipped the edge cannot move it to a view with a wrong O.
+        vcs = [s.message for s in nv.view_changes]
+        signers = {s.signer for s in nv.view_changes}
+        if (
+            signed.signer != self.membership.primary(nv.view)
+            or len(signers) < self.membership.quorum
+            or any(vc.new_view != nv.view for vc in vcs)
+            or tuple(s.message for s in nv.pre_prepares) != new_view_pre_prepares(nv.view, vcs)
+        ):
+            self._ignored["invalid_view_change"] += 1
+            return
+        out.persist.append(_erase(signed))
+        self._install(signed, out)
+
+    def _install(self, signed: Signed[NewView], out: _Out) -> None:
+        """Enter ``signed``'s view and re-process its O (pre-prepares and null requests)."""
+        nv = signed.message
+        self.view, self.active, self._elapsed = nv.view, True, 0
+        self._new_view = signed
+        self._slots = {}
+        self._pending.clear()
+        self._in_flight.clear()
+        self._view_changes = {
+            r: v for r, v in self._view_changes.items() if v.message.new_view > nv.view
+        }
+        best = max(nv.view_changes, key=lambda s: s.message.checkpoint_seq)
+        min_s = best.message.checkpoint_seq
+        if min_s > self.low and self._own_checkpoints.get(min_s) == best.message.checkpoint_digest:
+            # We executed that far with the same state: V's proof makes the checkpoint stable.
+            self._make_stable(min_s, best.message.checkpoint_proof, out)
+        # Below min_s and not executed there: state transfer is needed (not built); the slots
+        # above still go through, and execution waits at the gap.
+        top = min_s
+        for spp in nv.pre_prepares:
+            pp = spp.message
+            top = max(top, pp.seq)
+            if not self._in_window(pp.seq):
+                continue
+            slot = self._slot(pp.seq)
+            slot.pre_prepare = spp
+            if not self.is_primary:
+                prepare = Prepare(pp.view, pp.seq, pp.digest, self.id)
+                slot.prepares[self.id] = self._emit(out, prepare)
+        if self.is_primary:
+            self._next_seq = max(top, self.last_executed)
+            for req in self._waiting.values():  # requests the old primary never ordered
+                key = (req.message.client, req.message.timestamp)
+                self._pending[key] = req
+        else:
+            for req in self._waiting.values():
+                out.messages.append(Send(self.membership.primary(self.view), _erase(req)))
+
+    def _full(self, spp: Signed[PrePrepare]) -> Signed[Message] | None:
+        """``spp`` with its batch (the signature covers only the digest), if we have it."""
+        if spp.message.batch is not None:
+            return _erase(spp)
+        batch = self._batches.get(spp.message.digest)
+        if batch is None:
+            return None
+        full = PrePrepare(spp.message.view, spp.message.seq, spp.message.digest, batch)
+        return _erase(Signed(full, spp.signer, spp.signature, spp.chain_id))
+
+    # --- retransmission ----------------------------------------------------------------------
+
+    def _retransmit(self, out: _Out) -> None:
+        """Re-send this replica's latest messages for unfinished work, so drops heal.
+
+        Nothing here is new (nothing is persisted); receivers count repeats as duplicates.
+        """
+        if not self.active:
+            if self._own_view_change is not None:
+                out.messages.append(Send(None, _erase(self._own_view_change)))
+            return
+        sent = 0
+        for seq in sorted(self._slots):
+            if sent >= self.config.retransmit_limit:
+                break
+            slot = self._slots[seq]
+            if slot.pre_prepare is None:
+                continue
+            done = seq <= self.last_executed
+            if done:
+                if slot.resends >= self.config.retransmit_rounds:
+                    continue
+                slot.resends += 1
+            sent += 1
+            if self.is_primary:
+                full = self._full(slot.pre_prepare)
+                if full is not None:
+                    out.messages.append(Send(None, full))
+            elif not done and self.id in slot.prepares:
+                out.messages.append(Send(None, _erase(slot.prepares[self.id])))
+            if self.id in slot.commits:
+                out.messages.append(Send(None, _erase(slot.commits[self.id])))
+        for seq in sorted(self._own_checkpoints):
+            own = self._checkpoints.get(seq, {}).get(self.id)
+            if own is not None and seq > self.low:
+                out.messages.append(Send(None, _erase(own)))
+        if not self.is_primary:
+            for req in list(self._waiting.values())[: self.config.retransmit_limit]:
+                out.messages.append(Send(self.membership.primary(self.view), _erase(req)))
+
+    def _help_slot(self, to: str, seq: int, out: _Out) -> None:
+        """``to`` re-sent a message for ``seq``, which we committed: send it our commit and the
+        full pre-prepare (commits and pre-prepares never trigger help, so this cannot loop)."""
+        slot = self._slots.get(seq)
+        if slot is None or slot.pre_prepare is None or to == self.id:
+            return
+        full = self._full(slot.pre_prepare)
+        if full is not None:
+            out.messages.append(Send(to, full))
+        if self.id in slot.commits:
+            out.messages.append(Send(to, _erase(slot.commits[self.id])))
+
+    def _help_lagging(self, to: str, out: _Out) -> None:
+        """``to`` spoke in an older view: send it the NewView that installed ours (once per
+        tick per replica, since a laggard may have many old messages in flight)."""
+        if self._new_view is None or to == self.id or to in self._helped:
+            return
+        if to not in self.membership.replicas:
+            return
+        self._helped.add(to)
+        out.messages.append(Send(to, _erase(self._new_view)))
