@@ -4,6 +4,27 @@ state machine), node runtime, client, contracts. Knows nothing of health data.
 Built by issue 6. May use: crypto.
 """
 
+from medfabric.ledger.blocks import (
+    Block,
+    BlockError,
+    BlockHeader,
+    CommitSig,
+    Entry,
+    EntryIndex,
+    EntryProof,
+    InvalidTx,
+    Location,
+    NotarizationState,
+    NotarizeTx,
+    block_hash,
+    prove,
+    sign_block,
+    sign_tx,
+    storage_address,
+    verify_block,
+    verify_entry_proof,
+    verify_tx,
+)
 from medfabric.ledger.messages import (
     REASONS,
     Checkpoint,
@@ -70,4 +91,26 @@ __all__ = [
     "frame",
     "open_frame",
     "sign",
+]
+
+__all__ += [
+    "Block",
+    "BlockError",
+    "BlockHeader",
+    "CommitSig",
+    "Entry",
+    "EntryIndex",
+    "EntryProof",
+    "InvalidTx",
+    "Location",
+    "NotarizationState",
+    "NotarizeTx",
+    "block_hash",
+    "prove",
+    "sign_block",
+    "sign_tx",
+    "storage_address",
+    "verify_block",
+    "verify_entry_proof",
+    "verify_tx",
 ]
