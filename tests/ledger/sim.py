@@ -9,12 +9,15 @@ replies. Replicas are ticked every ``tick_every`` time units.
 Invariants checked while running (every delivery, not only at the end):
 
 - Safety: no two correct replicas execute different digests at one seq (``committed``).
-- Each replica's ``Ready.committed`` comes in strictly increasing seq with no gaps.
+- Each replica's ``Ready.committed`` comes in strictly increasing seq with no gaps, except
+  right after ``Ready.restored`` (state transfer), where it continues at the restored seq + 1.
 - A replica's log never exceeds ``log_window`` slots.
 
 Faults: replicas silent from the start (``crashed``) or crashing at a time (``crash_at``); drops
 until a time (``drop_until``: the network heals); a partition of a group of replicas during a
-time interval; an equivocating primary of view 0 (``equivocate``: its first pre-prepare goes
+time interval; a replica down during an interval and restarted as a new, empty ``Replica``
+(``restart``); replicas that corrupt the state chunks they serve (``corrupt_chunks``); an
+equivocating primary of view 0 (``equivocate``: its first pre-prepare goes
 with another batch to half the backups). ``ViewChange`` and ``NewView`` messages go through
 ``frame``/``open_frame`` on delivery, so their proofs are checked as at a real edge. Clients
 that wait ``client_retry`` time units re-send their request to every replica (as PBFT clients
@@ -29,7 +32,7 @@ import hashlib
 import heapq
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from medfabric.crypto.keys import SigningKey
 from medfabric.ledger.messages import (
@@ -40,6 +43,7 @@ from medfabric.ledger.messages import (
     Reply,
     Request,
     Signed,
+    StateChunk,
     ViewChange,
     batch_digest,
     frame,
@@ -151,6 +155,8 @@ class Sim:
     client_retry: int = 120
     idle_limit: int = 1000
     may_lag: frozenset[str] = frozenset()  # correct, but not required to catch up (see tests)
+    restart: dict[str, tuple[int, int]] = field(default_factory=dict)  # id → (down, back)
+    corrupt_chunks: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -166,10 +172,13 @@ class Sim:
         self.committed: dict[int, bytes] = {}  # seq → digest, over correct replicas
         self.executed: dict[str, list[int]] = {rid: [] for rid in self.replicas}
         self.persisted: dict[str, list[Signed[Message]]] = {rid: [] for rid in self.replicas}
+        self.restored: dict[str, list[int]] = {rid: [] for rid in self.replicas}
+        self.corrupted = 0  # chunks the corrupting replicas altered
         self.max_log = 0
         self.delivered = 0
         self.faulty: set[str] = set()  # excluded from the safety check (Byzantine)
         self._outstanding: dict[str, tuple[Signed[Request], int]] = {}
+        self._restarted: set[str] = set()
         self._opened: dict[int, Signed[Message]] = {}  # id → checked (kept alive: ids stay unique)
         if self.equivocate:
             self.faulty.add(self.membership.primary(0))
@@ -178,7 +187,7 @@ class Sim:
 
     def send(self, to: str, message: Signed[Message]) -> None:
         """Queue ``message`` for ``to`` with a seeded delay, maybe duplicated or dropped."""
-        if to in self.crashed:
+        if to in self.crashed or self._down(to):
             return
         if self.partition is not None and message.signer in self.replicas:
             start, end, group = self.partition
@@ -216,12 +225,29 @@ class Sim:
     def next_request_of(self, client: SimClient) -> Signed[Request] | None:
         return client.next_request(self.membership.chain_id)
 
+    def _down(self, rid: str) -> bool:
+        window = self.restart.get(rid)
+        return window is not None and window[0] <= self.now < window[1]
+
+    def _corrupt(self, message: Signed[Message]) -> Signed[Message]:
+        """A faulty server's chunk: one byte flipped, re-signed (the proof no longer holds)."""
+        chunk = message.message
+        assert isinstance(chunk, StateChunk)
+        self.corrupted += 1
+        data = bytes([chunk.data[0] ^ 1]) + chunk.data[1:] if chunk.data else b"x"
+        forged = replace(chunk, data=data)
+        return sign(forged, key_for(chunk.replica), signer=chunk.replica, chain_id="sim")  # type: ignore[return-value]
+
     def handle(self, rid: str, ready: Ready) -> None:
         """Apply the Ready contract for ``rid``: persist, then send, then record commits."""
         self.persisted[rid].extend(ready.persist)
+        if ready.restored is not None:
+            self.restored[rid].append(ready.restored.seq)
         for out in ready.messages:
             if self.equivocate and self._equivocated(rid, out.message):
                 continue
+            if rid in self.corrupt_chunks and isinstance(out.message.message, StateChunk):
+                out = replace(out, message=self._corrupt(out.message))
             if out.to is None:
                 for other in self.replicas:
                     if other != rid:
@@ -230,7 +256,8 @@ class Sim:
                 self.send(out.to, out.message)
         for batch in ready.committed:
             done = self.executed[rid]
-            assert batch.seq == (done[-1] + 1 if done else 1), (rid, batch.seq, done[-5:])
+            base = max(done[-1] if done else 0, max(self.restored[rid], default=0))
+            assert batch.seq == base + 1, (rid, batch.seq, done[-5:], self.restored[rid])
             done.append(batch.seq)
             if rid in self.faulty:
                 continue
@@ -244,6 +271,8 @@ class Sim:
     def deliver(self, to: str, message: Signed[Message]) -> None:
         """Hand one message to a replica or a client."""
         self.delivered += 1
+        if self._down(to):
+            return  # lost with the process
         if isinstance(message.message, ViewChange | NewView) and id(message) not in self._opened:
             # The edge check, as a node would run it: every nested proof and signature. A
             # retransmission is the very same object: checked once (the check dominates runs).
@@ -290,9 +319,15 @@ class Sim:
         for rid, at in self.crash_at.items():
             if self.now >= at and rid not in self.crashed:
                 self.crashed = self.crashed | {rid}
+        for rid, (_, back) in self.restart.items():
+            if self.now >= back and rid not in self._restarted:
+                # A restart that lost everything: a new, empty replica with the same key.
+                self._restarted.add(rid)
+                self.replicas[rid] = Replica(self.config, self.membership, rid, key_for(rid))
+                self.executed[rid], self.restored[rid] = [], []
         self._client_retries()
         for rid, replica in self.replicas.items():
-            if rid not in self.crashed:
+            if rid not in self.crashed and not self._down(rid):
                 self.handle(rid, replica.tick())
 
     def run(self, max_events: int = 200_000) -> bool:
@@ -307,9 +342,12 @@ class Sim:
                 self.deliver(to, message)
                 continue
             healed = self.partition is None or self.now >= self.partition[1]
+            healed = healed and all(self.now >= b for _, b in self.restart.values())
             if not self._queue and all(c.done for c in self.client_list.values()) and healed:
                 return True
-            if self.settled() and healed and self.now > max(self.crash_at.values(), default=0):
+            back = max((b for _, b in self.restart.values()), default=0)
+            busy_until = max(max(self.crash_at.values(), default=0), back)
+            if self.settled() and healed and self.now > busy_until:
                 # Retransmission may keep the queue busy; the outcome is decided. Deliver what
                 # is in flight without ticking (answers to it are bounded) and stop.
                 while self._queue and self.delivered < max_events:

@@ -19,6 +19,9 @@ The Ready contract (the caller's side, in this order, for each ``Ready`` before 
    because the checkpoint digests and client replies depend on its results.
 4. ``ready.stable_checkpoint``, when set, is the new low watermark with its 2f+1 proof; the
    log below it is gone from the replica and may be pruned from storage.
+5. ``ready.restored``, when set, is a checkpoint whose state the replica fetched and restored
+   (state transfer): ``committed`` continues at its ``seq + 1``, and the batches up to it
+   were never executed here (the caller fetches those blocks from another replica).
 
 Invariants (for a correct replica; checked by the simulation tests):
 
@@ -69,14 +72,24 @@ or pre-prepare for it with its commit and the full pre-prepare (answers are comm
 pre-prepares, which are never answered, so this cannot loop); any replica answers a message
 from an older view with the ``NewView`` that installed its own (once per tick per sender).
 
-Not built yet: state transfer. A replica that missed a stable checkpoint (or more than
-``retransmit_rounds`` rounds of a slot) stays behind: it keeps its prefix, stays safe, and
-waits at the gap.
+State transfer (§4.3 / §5.3.2 of the paper): the checkpointed state is
+:func:`encode_state` of the service's snapshot and the client table (last timestamp and result
+per client, so nothing executes twice after a transfer), cut into ``state_chunk_size`` chunks;
+the ``Checkpoint`` digest is the RFC 6962 root over them. A replica that learns of a stable
+checkpoint it has not executed (2f+1 matching votes above its window: at once; inside it:
+after ``fetch_after`` ticks without execution; or the low watermark of a ``NewView``) moves its
+low watermark there and fetches the chunks, ``fetch_parallel`` at a time, from one replica of
+the proof at a time; each chunk is checked against the *certified* digest, and a bad or
+missing one is asked again from the next replica on a later tick. Once all are in, it restores
+and resumes the normal case. Laggards find out through the help answers: a message below a
+replica's stable checkpoint is answered with its proof; a replica whose requests wait with no
+next slot announces its checkpoint vote, answered with the slots after it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,11 +97,15 @@ from types import MappingProxyType
 from typing import Protocol, TypeVar, cast
 
 from medfabric.crypto.keys import SigningKey
+from medfabric.crypto.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
+from medfabric.crypto.merkle import verify_inclusion as _verify_inclusion
 from medfabric.ledger.messages import (
     DIGEST_SIZE,
     NULL_DIGEST,
     Checkpoint,
     Commit,
+    EncodeError,
+    FetchState,
     LedgerError,
     Membership,
     Message,
@@ -99,8 +116,10 @@ from medfabric.ledger.messages import (
     Reply,
     Request,
     Signed,
+    StateChunk,
     ViewChange,
     batch_digest,
+    decode,
     encode,
     new_view_pre_prepares,
     sign,
@@ -116,6 +135,9 @@ __all__ = [
     "Send",
     "StableCheckpoint",
     "StateMachine",
+    "decode_state",
+    "encode_state",
+    "state_chunks",
 ]
 
 _M = TypeVar("_M", bound=Message)
@@ -135,6 +157,7 @@ IGNORE_REASONS: tuple[str, ...] = (
     "unexpected",
     "in_view_change",
     "invalid_view_change",
+    "bad_chunk",
 )
 """Every key of :attr:`Replica.ignored`, for metrics."""
 
@@ -148,7 +171,19 @@ class StateMachine(Protocol):
         ...
 
     def digest(self) -> bytes:
-        """The 32-byte digest of the current state (what ``Checkpoint`` messages carry)."""
+        """A 32-byte digest of the current state (for callers; checkpoints use snapshots)."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """The whole state as bytes; equal states give equal bytes on every replica."""
+        ...
+
+    def restore(self, snapshot: bytes) -> None:
+        """Replace the state with one :meth:`snapshot` produced (state transfer).
+
+        Raises:
+            LedgerError: ``snapshot`` is not a valid snapshot; the state is then unchanged.
+        """
         ...
 
 
@@ -175,6 +210,103 @@ class HashChainStateMachine:
         """The current head of the chain."""
         return self._digest
 
+    def snapshot(self) -> bytes:
+        """The head, then each executed request (u32 length + encoding), oldest first.
+
+        The requests are part of the state so that a replica restored from a snapshot can
+        still show (to tests) what the chain holds; a real service would snapshot its tables.
+        """
+        parts = [self._digest, struct.pack(">I", len(self.executed))]
+        for request in self.executed:
+            data = encode(request)
+            parts += [struct.pack(">I", len(data)), data]
+        return b"".join(parts)
+
+    def restore(self, snapshot: bytes) -> None:
+        """Load :meth:`snapshot` output; parse it fully before changing anything."""
+        r = _Bytes(snapshot)
+        digest = r.take(DIGEST_SIZE)
+        requests: list[Request] = []
+        for _ in range(r.u32()):
+            try:
+                m = decode(r.take(r.u32()))
+            except EncodeError as exc:
+                raise LedgerError(f"bad request in snapshot: {exc}") from exc
+            if not isinstance(m, Request):
+                raise LedgerError("snapshot holds a message that is not a request")
+            requests.append(m)
+        r.end()
+        self._digest, self.executed = digest, requests
+
+
+class _Bytes:
+    """A bounds-checked reader over a snapshot (a malformed one raises LedgerError)."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def take(self, size: int) -> bytes:
+        end = self._pos + size
+        if end > len(self._data):
+            raise LedgerError("snapshot truncated")
+        chunk, self._pos = self._data[self._pos : end], end
+        return chunk
+
+    def u32(self) -> int:
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack(">Q", self.take(8))[0])
+
+    def end(self) -> None:
+        if self._pos != len(self._data):
+            raise LedgerError("trailing bytes in snapshot")
+
+
+_STATE_MAGIC = b"medfabric-replica-state-v1"
+
+
+def encode_state(app: bytes, replies: Mapping[str, tuple[int, bytes]]) -> bytes:
+    """The checkpointed state of a replica: the service's snapshot and, per client, the
+    timestamp and result of its last executed request (the de-duplication table). Both are in
+    the certified state so that a replica restored by state transfer never executes a request
+    twice and can still answer a repeated one from its cache. Clients are in sorted order."""
+    parts = [_STATE_MAGIC, struct.pack(">Q", len(app)), app, struct.pack(">I", len(replies))]
+    for client in sorted(replies):
+        timestamp, result = replies[client]
+        cid = client.encode()
+        parts += [struct.pack(">I", len(cid)), cid, struct.pack(">Q", timestamp)]
+        parts += [struct.pack(">I", len(result)), result]
+    return b"".join(parts)
+
+
+def decode_state(state: bytes) -> tuple[bytes, dict[str, tuple[int, bytes]]]:
+    """Inverse of :func:`encode_state`. Raises :class:`LedgerError` on malformed input."""
+    r = _Bytes(state)
+    if r.take(len(_STATE_MAGIC)) != _STATE_MAGIC:
+        raise LedgerError("not a replica state")
+    app = r.take(r.u64())
+    replies: dict[str, tuple[int, bytes]] = {}
+    for _ in range(r.u32()):
+        try:
+            client = r.take(r.u32()).decode()
+        except UnicodeDecodeError as exc:
+            raise LedgerError("client id in snapshot is not UTF-8") from exc
+        timestamp = r.u64()
+        replies[client] = (timestamp, r.take(r.u32()))
+    r.end()
+    if list(replies) != sorted(replies):
+        raise LedgerError("snapshot clients not in sorted order")  # one state, one encoding
+    return app, replies
+
+
+def state_chunks(state: bytes, chunk_size: int) -> list[bytes]:
+    """Split ``state`` into chunks of ``chunk_size`` bytes (the last may be shorter; the empty
+    state is one empty chunk). The checkpoint digest is the RFC 6962 root over these."""
+    return [state[i : i + chunk_size] for i in range(0, len(state), chunk_size)] or [b""]
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:
@@ -195,6 +327,13 @@ class ReplicaConfig:
         retransmit_limit: At most this many slots are re-sent per retransmission.
         retransmit_rounds: A slot this replica already executed is re-sent (its commit, and
             the primary's pre-prepare) this many more times, for replicas that missed it.
+        state_chunk_size: Bytes per state-transfer chunk. Part of the checkpoint digest (the
+            Merkle root is over the chunks), so it must be equal on every replica.
+        max_state_chunks: A state of more chunks is refused (bounds what a fetch may hold).
+        fetch_parallel: At most this many chunk requests are outstanding at once.
+        fetch_after: A replica that knows a stable checkpoint above what it executed, inside
+            its window, fetches the state after this many ticks without executing anything
+            (above its window it fetches at once: the normal case cannot get it there).
     """
 
     max_batch: int = 64
@@ -203,6 +342,10 @@ class ReplicaConfig:
     retransmit_every: int = 4
     retransmit_limit: int = 8
     retransmit_rounds: int = 8
+    state_chunk_size: int = 1 << 16
+    max_state_chunks: int = 1 << 16
+    fetch_parallel: int = 4
+    fetch_after: int = 16
 
     def __post_init__(self) -> None:
         for name in (
@@ -212,6 +355,10 @@ class ReplicaConfig:
             "retransmit_every",
             "retransmit_limit",
             "retransmit_rounds",
+            "state_chunk_size",
+            "max_state_chunks",
+            "fetch_parallel",
+            "fetch_after",
         ):
             value = getattr(self, name)
             if value < 1:
@@ -253,9 +400,16 @@ class Ready:
     messages: tuple[Send, ...] = ()
     committed: tuple[CommittedBatch, ...] = ()
     stable_checkpoint: StableCheckpoint | None = None
+    restored: StableCheckpoint | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.messages or self.committed or self.stable_checkpoint)
+        return bool(
+            self.persist
+            or self.messages
+            or self.committed
+            or self.stable_checkpoint
+            or self.restored
+        )
 
 
 @dataclass(slots=True)
@@ -271,19 +425,49 @@ class _Slot:
     resends: int = 0  # retransmissions since it executed (bounded by retransmit_rounds)
 
 
+@dataclass(slots=True)
+class _Snapshot:
+    """This replica's state at one of its checkpoints, chunked, to serve state transfer."""
+
+    chunks: list[bytes]
+    leaves: list[bytes]  # leaf hashes of ``chunks``
+    digest: bytes
+
+
+@dataclass(slots=True)
+class _Fetch:
+    """A state transfer in progress towards the certified checkpoint ``seq``."""
+
+    seq: int
+    digest: bytes
+    proof: tuple[Signed[Checkpoint], ...]
+    sources: tuple[str, ...]  # the proof's signers but us: at least f+1 correct hold it
+    source: int = 0  # index into ``sources``; moves on after a bad chunk or a timeout
+    total: int | None = None  # learnt from the first verified chunk
+    chunks: dict[int, bytes] = field(default_factory=dict)
+    asked: dict[int, int] = field(default_factory=dict)  # chunk → tick it was asked for
+
+
 class _Out:
     """Accumulates one call's effects; turned into a frozen :class:`Ready` at the end."""
 
-    __slots__ = ("committed", "messages", "persist", "stable")
+    __slots__ = ("committed", "messages", "persist", "restored", "stable")
 
     def __init__(self) -> None:
         self.persist: list[Signed[Message]] = []
         self.messages: list[Send] = []
         self.committed: list[CommittedBatch] = []
         self.stable: StableCheckpoint | None = None
+        self.restored: StableCheckpoint | None = None
 
     def ready(self) -> Ready:
-        return Ready(tuple(self.persist), tuple(self.messages), tuple(self.committed), self.stable)
+        return Ready(
+            tuple(self.persist),
+            tuple(self.messages),
+            tuple(self.committed),
+            self.stable,
+            self.restored,
+        )
 
 
 class Replica:
@@ -347,6 +531,17 @@ class Replica:
         self._batches: dict[bytes, tuple[Signed[Request], ...]] = {NULL_DIGEST: ()}
         self._ticks = 0
         self._helped: set[str] = set()  # replicas sent our NewView this tick
+        self._helped_low: set[str] = set()  # replicas sent our stable-checkpoint proof
+        # State transfer.
+        self._snapshots: dict[int, _Snapshot] = {}  # own checkpoints at or above ``low``
+        self._ahead: dict[str, Signed[Checkpoint]] = {}  # per replica: its vote above ``high``
+        self._behind: tuple[int, bytes, tuple[Signed[Checkpoint], ...]] | None = None
+        self._stalled = 0  # ticks without execution while ``_behind`` is above us
+        self._fetch: _Fetch | None = None
+        # Genesis, so that a replica stuck before its first checkpoint can announce it too.
+        self._snapshots[0] = self._snapshot_now()
+        self._far_from: str | None = None  # a replica that spoke far above our window
+        self._low_vote_cache: Signed[Checkpoint] | None = None
 
     # --- read-only views ---------------------------------------------------------------------
 
@@ -411,9 +606,12 @@ class Replica:
             self._on_view_change(cast("Signed[ViewChange]", signed), m, out)
         elif isinstance(m, NewView):
             self._on_new_view(cast("Signed[NewView]", signed), m, out)
+        elif isinstance(m, FetchState):
+            self._on_fetch_state(m, out)
+        elif isinstance(m, StateChunk):
+            self._on_state_chunk(m, out)
         else:
-            # Replies are for clients; state transfer is not built yet.
-            self._ignored["unexpected"] += 1
+            self._ignored["unexpected"] += 1  # replies are for clients
 
     def tick(self) -> Ready:
         """Advance time by one unit.
@@ -424,9 +622,11 @@ class Replica:
         out = _Out()
         self._ticks += 1
         self._helped.clear()
+        self._helped_low.clear()
         if self.is_primary and self.active:
             self._flush(out, partial=True)
         self._tick_timer(out)
+        self._tick_state_transfer(out)
         if self._ticks % self.config.retransmit_every == 0:
             self._retransmit(out)
         return out.ready()
@@ -506,16 +706,26 @@ class Replica:
         if not self.active:
             self._ignored["in_view_change"] += 1  # §4.4: no normal case while changing view
             return False
-        return self._window_ok(signed, seq)
+        return self._window_ok(signed, seq, out)
 
-    def _window_ok(self, signed: Signed[Message], seq: int) -> bool:
+    def _window_ok(self, signed: Signed[Message], seq: int, out: _Out) -> bool:
         if self._in_window(seq):
             return True
+        # A checkpoint vote at ``low`` itself is a late vote, not a sign of a laggard.
+        below = seq < self.low or (seq == self.low and not isinstance(signed.message, Checkpoint))
+        sender = signed.signer
+        if below and self.low_proof and self._help_once(sender):
+            # Its sender works below our stable checkpoint, whose log we collected: send it
+            # the proof (2f+1 checkpoints signed by others) so it can fetch the state.
+            for vote in self.low_proof:
+                out.messages.append(Send(sender, _erase(vote)))
         room = (2 * self.membership.n + 1) * self.membership.log_window
         if self.high < seq <= self.high + self.membership.log_window and len(self._held) < room:
             self._held.append(signed)
         else:
             self._ignored["out_of_window"] += 1
+            if seq > self.high and signed.signer in self.membership.replicas:
+                self._far_from = signed.signer  # we are far behind: ask it (next retransmit)
         return False
 
     def _on_pre_prepare(self, signed: Signed[Message], pp: PrePrepare, out: _Out) -> None:
@@ -614,6 +824,9 @@ class Replica:
             for signed in batch:
                 self._execute_one(signed.message, out)
             self.last_executed = pp.seq
+            self._stalled = 0
+            if self._fetch is not None and self._fetch.seq <= pp.seq:
+                self._fetch = None  # the normal case got there first
             out.committed.append(CommittedBatch(pp.view, pp.seq, pp.digest, batch))
             if pp.seq % self.config.checkpoint_interval == 0:
                 self._take_checkpoint(pp.seq, out)
@@ -637,15 +850,29 @@ class Replica:
         reply = Reply(self.view, r.timestamp, r.client, self.id, result)
         self._last_reply[r.client] = self._emit(out, reply, to=r.client)
 
+    def _state_table(self) -> dict[str, tuple[int, bytes]]:
+        return {c: (r.message.timestamp, r.message.result) for c, r in self._last_reply.items()}
+
     def _take_checkpoint(self, seq: int, out: _Out) -> None:
-        digest = self.state_machine.digest()
-        self._own_checkpoints[seq] = digest
+        snap = self._snapshots[seq] = self._snapshot_now()
+        digest = self._own_checkpoints[seq] = snap.digest
         signed = self._emit(out, Checkpoint(seq, digest, self.id))
         self._checkpoints.setdefault(seq, {})[self.id] = signed
         self._check_stable(seq, out)
 
     def _on_checkpoint(self, signed: Signed[Message], c: Checkpoint, out: _Out) -> None:
-        if not self._window_ok(signed, c.seq):
+        if c.seq > self.high:
+            # Ahead of our window: besides holding or dropping it as any message, remember one
+            # vote per replica (its highest), so memory stays bounded by n, and fetch the state
+            # once 2f+1 agree (the normal case cannot get us there).
+            seen_ahead = self._ahead.get(c.replica)
+            if seen_ahead is None or seen_ahead.message.seq < c.seq:
+                self._ahead[c.replica] = cast("Signed[Checkpoint]", signed)
+                votes_ahead = [v for v in self._ahead.values() if v.message.seq == c.seq]
+                self._certified(c.seq, votes_ahead, out, at_once=True)
+        if c.seq == self.low and c.replica != self.id:
+            self._help_after_low(c.replica, out)
+        if not self._window_ok(signed, c.seq, out):
             return
         votes = self._checkpoints.setdefault(c.seq, {})
         seen = votes.get(c.replica)
@@ -655,6 +882,8 @@ class Replica:
             return
         votes[c.replica] = cast("Signed[Checkpoint]", signed)
         self._check_stable(c.seq, out)
+        if c.seq > self.last_executed:
+            self._certified(c.seq, list(votes.values()), out, at_once=False)
 
     def _check_stable(self, seq: int, out: _Out) -> None:
         """Make ``seq`` stable once 2f+1 votes match this replica's own digest for it."""
@@ -670,9 +899,20 @@ class Replica:
 
     def _make_stable(self, seq: int, proof: tuple[Signed[Checkpoint], ...], out: _Out) -> None:
         """Move the low watermark to ``seq`` (proved by ``proof``) and collect the log."""
-        own = self._own_checkpoints[seq]
-        self.low, self.low_digest, self.low_proof = seq, own, proof
+        self._set_low(seq, self._own_checkpoints[seq], proof, out)
+
+    def _set_low(
+        self, seq: int, digest: bytes, proof: tuple[Signed[Checkpoint], ...], out: _Out
+    ) -> None:
+        """Move the low watermark to the certified checkpoint ``seq`` and collect the log.
+
+        ``seq`` may be above ``last_executed`` (state transfer): the slots below it are
+        dropped too, since the fetched state replaces their execution.
+        """
+        self.low, self.low_digest, self.low_proof = seq, digest, proof
         # Garbage collection: nothing at or below the stable checkpoint is needed any more.
+        self._snapshots = {s: snap for s, snap in self._snapshots.items() if s >= seq}
+        self._ahead = {r: v for r, v in self._ahead.items() if v.message.seq > self.high}
         self._slots = {s: slot for s, slot in self._slots.items() if s > seq}
         self._checkpoints = {s: v for s, v in self._checkpoints.items() if s > seq}
         self._own_checkpoints = {s: d for s, d in self._own_checkpoints.items() if s > seq}
@@ -680,7 +920,7 @@ class Replica:
         live = {sl.pre_prepare.message.digest for sl in self._slots.values() if sl.pre_prepare}
         live |= {c.digest for c in self._prepared.values()} | {NULL_DIGEST}
         self._batches = {d: b for d, b in self._batches.items() if d in live}
-        out.stable = StableCheckpoint(seq, own, proof)
+        out.stable = StableCheckpoint(seq, digest, proof)
         held, self._held = self._held, []
         for message in held:  # each goes through the filters again: some are held once more
             self._dispatch(message, out)
@@ -691,7 +931,8 @@ class Replica:
 
     def _tick_timer(self, out: _Out) -> None:
         """The view-change timer: backups waiting on a request, and replicas changing view."""
-        if self.active and (self.is_primary or not self._waiting):
+        if (self.active and (self.is_primary or not self._waiting)) or self._lagging:
+            # While we know we are behind, the delay is ours, not the primary's.
             self._elapsed = 0
             return
         self._elapsed += 1
@@ -796,11 +1037,14 @@ class Replica:
         }
         best = max(nv.view_changes, key=lambda s: s.message.checkpoint_seq)
         min_s = best.message.checkpoint_seq
-        if min_s > self.low and self._own_checkpoints.get(min_s) == best.message.checkpoint_digest:
+        min_digest = best.message.checkpoint_digest
+        if min_s > self.low and self._own_checkpoints.get(min_s) == min_digest:
             # We executed that far with the same state: V's proof makes the checkpoint stable.
             self._make_stable(min_s, best.message.checkpoint_proof, out)
-        # Below min_s and not executed there: state transfer is needed (not built); the slots
-        # above still go through, and execution waits at the gap.
+        elif min_s > self.last_executed and min_digest is not None:
+            # The others collected their logs past us: move the window there now (so O's
+            # entries fit) and fetch the certified state; execution resumes above it.
+            self._adopt(min_s, min_digest, best.message.checkpoint_proof, out)
         top = min_s
         for spp in nv.pre_prepares:
             pp = spp.message
@@ -870,6 +1114,19 @@ class Replica:
         if not self.is_primary:
             for req in list(self._waiting.values())[: self.config.retransmit_limit]:
                 out.messages.append(Send(self.membership.primary(self.view), _erase(req)))
+        if self._waiting and self.last_executed + 1 not in self._slots and self._fetch is None:
+            # Requests wait, and we know nothing of the next seq (missed, or collected from
+            # the others' retransmissions before we got there): announce our checkpoint; a
+            # replica at the same one answers with the slots after it, one further with its
+            # stable-checkpoint proof.
+            vote = self._low_vote()
+            if vote is not None:
+                out.messages.append(Send(None, _erase(vote)))
+        if self._far_from is not None and self._fetch is None:
+            # Something arrived far above our window: ask its sender where it is (it answers
+            # a FetchState below its low watermark with its stable-checkpoint proof).
+            self._send(out, FetchState(self.low, 0, self.id), self._far_from)
+            self._far_from = None
 
     def _help_slot(self, to: str, seq: int, out: _Out) -> None:
         """``to`` re-sent a message for ``seq``, which we committed: send it our commit and the
@@ -892,3 +1149,219 @@ class Replica:
             return
         self._helped.add(to)
         out.messages.append(Send(to, _erase(self._new_view)))
+
+    # --- state transfer ----------------------------------------------------------------------
+
+    @property
+    def _lagging(self) -> bool:
+        return self._fetch is not None or self._behind is not None
+
+    def _snapshot_now(self) -> _Snapshot:
+        state = encode_state(self.state_machine.snapshot(), self._state_table())
+        chunks = state_chunks(state, self.config.state_chunk_size)
+        leaves = [leaf_hash(c) for c in chunks]
+        return _Snapshot(chunks, leaves, root_from_leaf_hashes(leaves))
+
+    def _send(self, out: _Out, message: Message, to: str) -> None:
+        """Sign and send without persisting: state-transfer traffic is re-derivable."""
+        signed = sign(message, self._key, signer=self.id, chain_id=self.membership.chain_id)
+        out.messages.append(Send(to, _erase(signed)))
+
+    def _certified(
+        self, seq: int, votes: list[Signed[Checkpoint]], out: _Out, *, at_once: bool
+    ) -> None:
+        """``votes`` for ``seq`` (above what we executed): if 2f+1 agree on a digest, the
+        checkpoint is stable elsewhere; fetch it now (``at_once``) or once we stall."""
+        by_digest: dict[bytes, list[Signed[Checkpoint]]] = {}
+        for v in votes:
+            by_digest.setdefault(v.message.state_digest, []).append(v)
+        for digest, agreeing in by_digest.items():
+            if len(agreeing) < self.membership.quorum:
+                continue
+            proof = tuple(sorted(agreeing, key=lambda v: v.signer))
+            if at_once:
+                self._adopt(seq, digest, proof, out)
+            elif self._behind is None or self._behind[0] < seq:
+                self._behind = (seq, digest, proof)
+            return
+
+    def _adopt(
+        self, seq: int, digest: bytes, proof: tuple[Signed[Checkpoint], ...], out: _Out
+    ) -> None:
+        """Take the certified checkpoint ``seq`` as low watermark and fetch its state."""
+        if seq <= self.last_executed or (self._fetch is not None and self._fetch.seq >= seq):
+            return
+        if seq > self.low:
+            self._set_low(seq, digest, proof, out)
+        self._behind = None
+        sources = tuple(v.signer for v in proof if v.signer != self.id)
+        self._fetch = _Fetch(seq, digest, proof, sources)
+        self._fetch_more(out)
+
+    def _tick_state_transfer(self, out: _Out) -> None:
+        behind = self._behind
+        if behind is not None:
+            if behind[0] <= self.last_executed:
+                self._behind = None
+            else:
+                self._stalled += 1
+                stuck = self._waiting and self.last_executed + 1 not in self._slots
+                if stuck or self._stalled >= self.config.fetch_after:
+                    # Stuck at a gap (requests wait, no next slot): nothing will fill it.
+                    self._adopt(*behind, out)
+        fetch = self._fetch
+        if fetch is None:
+            return
+        late = [
+            i for i, at in fetch.asked.items() if self._ticks - at >= self.config.retransmit_every
+        ]
+        if late:
+            # No answer in time: ask another replica (the source may be slow, faulty or down).
+            for i in late:
+                del fetch.asked[i]
+            fetch.source += 1
+        self._fetch_more(out)
+
+    def _fetch_more(self, out: _Out) -> None:
+        """Ask the current source for missing chunks, at most ``fetch_parallel`` at a time."""
+        fetch = self._fetch
+        if fetch is None or not fetch.sources:
+            return
+        to = fetch.sources[fetch.source % len(fetch.sources)]
+        wanted = range(fetch.total) if fetch.total is not None else range(1)
+        for i in wanted:
+            if len(fetch.asked) >= self.config.fetch_parallel:
+                return
+            if i in fetch.chunks or i in fetch.asked:
+                continue
+            fetch.asked[i] = self._ticks
+            self._send(out, FetchState(fetch.seq, i, self.id), to)
+
+    def _on_fetch_state(self, m: FetchState, out: _Out) -> None:
+        if m.replica == self.id:
+            return
+        snap = self._snapshots.get(m.seq)
+        if snap is not None and m.chunk < len(snap.chunks):
+            proof = tuple(inclusion_proof(snap.leaves, m.chunk))
+            chunk = StateChunk(
+                m.seq, snap.digest, m.chunk, len(snap.chunks), snap.chunks[m.chunk], proof, self.id
+            )
+            self._send(out, chunk, m.replica)
+        elif m.seq < self.low and m.chunk == 0:
+            # It asks for a state we collected: tell it where we are (the proof is 2f+1
+            # checkpoints signed by others, so it can check them itself).
+            for vote in self.low_proof:
+                out.messages.append(Send(m.replica, _erase(vote)))
+        else:
+            self._ignored["unexpected"] += 1
+
+    def _on_state_chunk(self, m: StateChunk, out: _Out) -> None:
+        fetch = self._fetch
+        if fetch is None or m.seq != fetch.seq:
+            self._ignored["unexpected"] += 1  # late, or for a fetch we gave up
+            return
+        # The edge checked the proof against the digest the chunk names; what matters is the
+        # digest the 2f+1 proof certifies (a faulty replica can prove chunks of a fake state).
+        ok = (
+            m.state_digest == fetch.digest
+            and m.total <= self.config.max_state_chunks
+            and (fetch.total is None or m.total == fetch.total)
+            and len(m.data) <= self.config.state_chunk_size
+            and _verify_inclusion(leaf_hash(m.data), m.chunk, m.total, m.proof, fetch.digest)
+        )
+        if not ok:
+            self._ignored["bad_chunk"] += 1
+            fetch.asked.pop(m.chunk, None)  # asked again on a later tick, from the next replica
+            if fetch.sources and fetch.sources[fetch.source % len(fetch.sources)] == m.replica:
+                fetch.source += 1
+            return
+        if m.chunk in fetch.chunks:
+            self._ignored["duplicate"] += 1
+            return
+        fetch.total = m.total
+        fetch.chunks[m.chunk] = m.data
+        fetch.asked.pop(m.chunk, None)
+        if len(fetch.chunks) == fetch.total:
+            self._restore(fetch, out)
+        else:
+            self._fetch_more(out)
+
+    def _restore(self, fetch: _Fetch, out: _Out) -> None:
+        """Install the fetched state as of checkpoint ``fetch.seq`` and resume above it."""
+        assert fetch.total is not None
+        chunks = [fetch.chunks[i] for i in range(fetch.total)]
+        self._fetch = None
+        try:
+            app, table = decode_state(b"".join(chunks))
+            self.state_machine.restore(app)
+        except LedgerError:
+            # 2f+1 replicas signed this digest, so at least one correct one holds the state:
+            # a malformed one means a bug, not an attack. Count it; the next proof retries.
+            self._ignored["bad_chunk"] += 1
+            return
+        chain = self.membership.chain_id
+        self._last_reply = {
+            client: sign(
+                Reply(self.view, ts, client, self.id, result),
+                self._key,
+                signer=self.id,
+                chain_id=chain,
+            )
+            for client, (ts, result) in table.items()
+        }
+        for client, (ts, _) in table.items():
+            waiting = self._waiting.get(client)
+            if waiting is not None and waiting.message.timestamp <= ts:
+                del self._waiting[client]
+        self._pending = {k: r for k, r in self._pending.items() if k[1] > table.get(k[0], (0,))[0]}
+        self.last_executed = fetch.seq
+        self._next_seq = max(self._next_seq, fetch.seq)
+        self._elapsed, self._stalled, self.timeout = 0, 0, self.config.view_change_timeout
+        leaves = [leaf_hash(c) for c in chunks]
+        self._snapshots[fetch.seq] = _Snapshot(chunks, leaves, fetch.digest)
+        self._own_checkpoints[fetch.seq] = fetch.digest
+        out.restored = StableCheckpoint(fetch.seq, fetch.digest, fetch.proof)
+        if fetch.seq > self.low:
+            self._set_low(fetch.seq, fetch.digest, fetch.proof, out)
+        if self.active and self._new_view is not None and self._new_view.message.view == self.view:
+            # O entries we skipped while they were above our window: take them up now.
+            for spp in self._new_view.message.pre_prepares:
+                pp = spp.message
+                if not self._in_window(pp.seq) or pp.seq in self._slots:
+                    continue
+                slot = self._slot(pp.seq)
+                slot.pre_prepare = spp
+                if not self.is_primary:
+                    slot.prepares[self.id] = self._emit(
+                        out, Prepare(pp.view, pp.seq, pp.digest, self.id)
+                    )
+        self._execute_ready(out)
+
+    def _low_vote(self) -> Signed[Checkpoint] | None:
+        """Our own signed vote for ``low``, if we hold the state there (cached per seq)."""
+        snap = self._snapshots.get(self.low)
+        if snap is None:
+            return None
+        if self._low_vote_cache is None or self._low_vote_cache.message.seq != self.low:
+            vote = Checkpoint(self.low, snap.digest, self.id)
+            chain = self.membership.chain_id
+            self._low_vote_cache = sign(vote, self._key, signer=self.id, chain_id=chain)
+        return self._low_vote_cache
+
+    def _help_after_low(self, to: str, out: _Out) -> None:
+        """``to`` is at our stable checkpoint: send it the slots we executed after it (full
+        pre-prepares and our commits; never answered, so no loop), once per tick."""
+        if not self._help_once(to):
+            return
+        for seq in range(
+            self.low + 1, min(self.last_executed, self.low + self.config.retransmit_limit) + 1
+        ):
+            self._help_slot(to, seq, out)
+
+    def _help_once(self, to: str) -> bool:
+        """Whether to help replica ``to`` now: once per tick per replica, as a laggard may
+        have many messages in flight that each ask for the same help."""
+        if to == self.id or to in self._helped_low or to not in self.membership.replicas:
+            return False
+        self._helped_low.add(to)
+        return True
