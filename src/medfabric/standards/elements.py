@@ -29,7 +29,9 @@ from types import MappingProxyType
 
 import yaml
 
+from medfabric.standards import _yaml as nodes
 from medfabric.standards import codes
+from medfabric.standards._yaml import CatalogError as CatalogError  # re-exported
 
 ELEMENTS_FILE = "data_elements.csv"
 CATALOG_FILE = "resource_catalog.yaml"
@@ -62,10 +64,6 @@ _FIXED_FORMAT = {"D": "D8", "DT": "DT15", "T": "T6", "L": "L", "BY": "BY"}
 _CLASS_CODE = {1: re.compile(r"^[A-Z]$"), 2: re.compile(r"^[A-Z]\d\d$"),
                3: re.compile(r"^[A-Z]\d{4}$")}  # fmt: skip
 _CLASS_KEYS = {"code", "name_zh", "name_en", "definition_zh", "children", "dwd_tables"}
-
-
-class CatalogError(Exception):
-    """A catalog file is missing or malformed; the message names file, line and column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,31 +225,15 @@ def data_elements() -> Mapping[str, DataElement]:
 
 
 def _where(node: yaml.Node) -> str:
-    return f"{CATALOG_FILE}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+    return nodes.where(CATALOG_FILE, node)
 
 
 def _mapping(node: yaml.Node, allowed: set[str]) -> dict[str, yaml.Node]:
-    if not isinstance(node, yaml.MappingNode):
-        raise CatalogError(f"{_where(node)}: expected a mapping")
-    out: dict[str, yaml.Node] = {}
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode):
-            raise CatalogError(f"{_where(key)}: keys must be plain strings")
-        if key.value not in allowed:
-            raise CatalogError(f"{_where(key)}: unknown key {key.value!r}")
-        if key.value in out:
-            raise CatalogError(f"{_where(key)}: duplicate key {key.value!r}")
-        out[key.value] = value
-    return out
+    return nodes.mapping(CATALOG_FILE, node, allowed)
 
 
 def _scalar(fields: dict[str, yaml.Node], key: str, owner: yaml.Node) -> str:
-    node = fields.get(key)
-    if node is None:
-        raise CatalogError(f"{_where(owner)}: missing key {key!r}")
-    if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
-        raise CatalogError(f"{_where(node)}: {key!r} must be a non-empty string")
-    return str(node.value).strip()
+    return nodes.text(CATALOG_FILE, fields, key, owner)
 
 
 def _sequence(node: yaml.Node | None, key: str) -> list[yaml.Node]:

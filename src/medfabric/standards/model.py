@@ -30,6 +30,7 @@ from types import MappingProxyType
 
 import yaml
 
+from medfabric.standards import _yaml as nodes
 from medfabric.standards.elements import (
     DWD_TABLES,
     CatalogError,
@@ -128,32 +129,16 @@ def _model_text() -> str:
 
 
 def _where(node: yaml.Node) -> str:
-    return f"{MODEL_FILE}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+    return nodes.where(MODEL_FILE, node)
 
 
 def _mapping(node: yaml.Node, allowed: set[str] | None) -> dict[str, yaml.Node]:
     """Keys to value nodes; ``allowed=None`` accepts any key (table names, checked later)."""
-    if not isinstance(node, yaml.MappingNode):
-        raise CatalogError(f"{_where(node)}: expected a mapping")
-    out: dict[str, yaml.Node] = {}
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode):
-            raise CatalogError(f"{_where(key)}: keys must be plain strings")
-        if allowed is not None and key.value not in allowed:
-            raise CatalogError(f"{_where(key)}: unknown key {key.value!r}")
-        if key.value in out:
-            raise CatalogError(f"{_where(key)}: duplicate key {key.value!r}")
-        out[key.value] = value
-    return out
+    return nodes.mapping(MODEL_FILE, node, allowed)
 
 
 def _text(fields: dict[str, yaml.Node], key: str, owner: yaml.Node) -> str:
-    node = fields.get(key)
-    if node is None:
-        raise CatalogError(f"{_where(owner)}: missing key {key!r}")
-    if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
-        raise CatalogError(f"{_where(node)}: {key!r} must be a non-empty string")
-    return str(node.value).strip()
+    return nodes.text(MODEL_FILE, fields, key, owner)
 
 
 def _flag(fields: dict[str, yaml.Node], key: str, owner: yaml.Node) -> bool:
