@@ -94,8 +94,27 @@ def _fingerprint(raw: bytes) -> str:
     return hashlib.sha256(raw).digest()[:16].hex()
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyKey:
+class _RawPublicKey:
+    """What both public-key kinds share: their 32 raw bytes, fingerprint and repr."""
+
+    __slots__ = ()
+    _raw: bytes
+
+    def to_bytes(self) -> bytes:
+        """The 32 raw bytes of the key (RFC 8032 / RFC 7748 encoding)."""
+        return self._raw
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex of the first 16 bytes of ``SHA-256(raw key)``: 32 lowercase hex digits."""
+        return _fingerprint(self._raw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fingerprint={self.fingerprint!r})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class VerifyKey(_RawPublicKey):
     """An Ed25519 public key: checks signatures made by its :class:`SigningKey`.
 
     Build one with :meth:`from_bytes` (32 raw bytes, as carried in manifests and ledger
@@ -145,18 +164,6 @@ class VerifyKey:
         except InvalidSignature:
             return False
         return True
-
-    def to_bytes(self) -> bytes:
-        """The 32 raw bytes of the key (RFC 8032 encoding)."""
-        return self._raw
-
-    @property
-    def fingerprint(self) -> str:
-        """Hex of the first 16 bytes of ``SHA-256(raw key)``: 32 lowercase hex digits."""
-        return _fingerprint(self._raw)
-
-    def __repr__(self) -> str:
-        return f"VerifyKey(fingerprint={self.fingerprint!r})"
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -217,8 +224,8 @@ class SigningKey:
         return f"SigningKey(verify_key={self.verify_key.fingerprint!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class PublicEncryptionKey:
+@dataclass(frozen=True, slots=True, repr=False)
+class PublicEncryptionKey(_RawPublicKey):
     """An X25519 public key: what a sender needs to seal a payload for its holder."""
 
     _raw: bytes
@@ -245,18 +252,6 @@ class PublicEncryptionKey:
         if isinstance(obj, x25519.X25519PublicKey):
             return cls(obj.public_bytes_raw(), obj)
         return None
-
-    def to_bytes(self) -> bytes:
-        """The 32 raw bytes of the key (RFC 7748 encoding)."""
-        return self._raw
-
-    @property
-    def fingerprint(self) -> str:
-        """Hex of the first 16 bytes of ``SHA-256(raw key)``: 32 lowercase hex digits."""
-        return _fingerprint(self._raw)
-
-    def __repr__(self) -> str:
-        return f"PublicEncryptionKey(fingerprint={self.fingerprint!r})"
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
