@@ -30,7 +30,7 @@ MAY_USE: dict[str, set[str]] = {
     "security": {"crypto"},
     "sharing": {"records", "warehouse", "empi", "graph", "ledger", "security"},
 }
-ANYTHING = {"api", "cli", "web", "demo", "settings"}  # thin edges and shared settings
+ANYTHING = {"api", "cli", "web", "demo", "settings", "__main__"}  # thin edges and shared settings
 # settings.py is read by every stage; it may itself use only the standards catalog.
 SETTINGS_MAY_USE = {"standards"}
 

@@ -15,14 +15,37 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from medfabric.standards import codes
+from medfabric.standards.sources import TableSpec, source_profiles
 
 DIALECTS = ("ruixin", "kangning", "yunhai")
 SYSTEMS = ("HIS", "LIS", "PACS", "EMR")
 DialectName = Literal["ruixin", "kangning", "yunhai"]
 SystemName = Literal["HIS", "LIS", "PACS", "EMR"]
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(v: Any) -> Any:
+    """``90``, ``"90s"``, ``"5m"``, ``"1h"``, ``"1d"`` → seconds (an int)."""
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", v)
+        if m is None:
+            raise ValueError(f"{v!r} is not a duration (e.g. 90, '90s', '5m', '1h', '1d')")
+        return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return v
+
+
+Seconds = Annotated[int, BeforeValidator(_seconds), Field(ge=0, le=365 * 86400)]
 
 
 class SettingsError(Exception):
@@ -64,10 +87,29 @@ class SimulatorSection(_Strict):
 
 
 class SystemSection(_Strict):
-    """One source system of a hospital: where it is and which vendor dialect it speaks."""
+    """One source system of a hospital: where it is, which vendor dialect it speaks, how often
+    the gateway reads it, and per-table overrides of the dialect's extraction profile."""
 
     url: str
-    dialect: DialectName
+    dialect: str | None = None
+    interval: Seconds | None = None
+    tables: dict[str, TableSpec] = Field(default_factory=dict)
+
+    @field_validator("dialect")
+    @classmethod
+    def _known_dialect(cls, v: str | None) -> str | None:
+        if v is not None and v not in source_profiles():
+            known = ", ".join(sorted(source_profiles()))
+            raise ValueError(
+                f"unknown dialect {v!r} (known: {known}); leave it out and list the tables"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _tables_without_dialect(self) -> SystemSection:
+        if self.dialect is None and not self.tables:
+            raise ValueError("a system without a dialect must list its tables")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -86,11 +128,59 @@ class HospitalSection(_Strict):
     systems: dict[SystemName, SystemSection] = Field(default_factory=dict)
 
 
+class GatewaySection(_Strict):
+    """The hospital gateways (前置机): where they send, where they keep state, their schedule."""
+
+    receiver_url: str = "http://127.0.0.1:8470"
+    dir: Path = Path("var/gateway")
+    keys_dir: Path = Path("var/keys")
+    batch_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
+    interval: Seconds = 60
+    overlap: Seconds = 300
+    delete_scan_every: Seconds = 3600
+    send_timeout: Seconds = 60
+    max_backoff: Seconds = 300
+    downlink_every: Seconds = 300
+
+    @field_validator("receiver_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.rstrip("/")
+
+
+class ReceiverSection(_Strict):
+    """The regional receiver: where it listens, where ODS lives, what it accepts."""
+
+    listen: str = "127.0.0.1:8470"
+    warehouse: Path = Path("var/warehouse/warehouse.duckdb")
+    keys_dir: Path = Path("var/keys")
+    max_body_mb: Annotated[int, Field(ge=1, le=4096)] = 256
+    clock_skew: Seconds = 300
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", v):
+            raise ValueError(f"{v!r} is not host:port")
+        return v
+
+
+class KeysSection(_Strict):
+    """Where key passphrases come from (never from this file)."""
+
+    passphrase_env: str = "MEDFABRIC_KEY_PASSPHRASE"
+
+
 class Settings(_Strict):
     """Everything ``region.toml`` holds."""
 
     region: RegionSection = Field(default_factory=RegionSection)
     simulator: SimulatorSection = Field(default_factory=SimulatorSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    receiver: ReceiverSection = Field(default_factory=ReceiverSection)
+    keys: KeysSection = Field(default_factory=KeysSection)
     hospitals: list[HospitalSection] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from medfabric import __version__
-from medfabric.cli import catalog, config, simulate, standards
+from medfabric.cli import catalog, config, gateway, keys, receiver, simulate, standards
 
 app = typer.Typer(
     name="medfabric",
@@ -17,6 +17,9 @@ app.add_typer(simulate.app, name="simulate")
 app.add_typer(standards.app, name="standards")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(config.app, name="config")
+app.add_typer(keys.app, name="keys")
+app.add_typer(gateway.app, name="gateway")
+app.add_typer(receiver.app, name="receiver")
 
 
 @app.command()

@@ -4,6 +4,17 @@ the batch manifest and its Merkle root: the provenance format every stage agrees
 Built by the gateway issue (3). May use: crypto.
 """
 
+from medfabric.records.batch import (
+    BatchError,
+    BatchManifest,
+    merkle_root_hex,
+    open_payload,
+    pack_frame,
+    seal_payload,
+    sign_manifest,
+    unpack_frame,
+    verify_manifest,
+)
 from medfabric.records.canonical import (
     FORMAT_VERSION,
     MAX_DIGITS,
@@ -20,20 +31,45 @@ from medfabric.records.canonical import (
     parse_canonical,
     to_dict,
 )
+from medfabric.records.sqlcanon import (
+    COLUMN_KINDS,
+    ColumnKind,
+    hash_sql,
+    kind_of_duckdb_type,
+    local_key_sql,
+    local_key_text,
+    record_sql,
+)
 
 __all__ = [
+    "COLUMN_KINDS",
     "FORMAT_VERSION",
     "MAX_DIGITS",
     "OPS",
     "SOURCE_ENCODINGS",
     "SYSTEMS",
+    "BatchError",
+    "BatchManifest",
     "CanonicalRecord",
+    "ColumnKind",
     "RecordError",
     "Value",
     "canonical_bytes",
     "content_hash",
     "decode_source_text",
     "from_dict",
+    "hash_sql",
+    "kind_of_duckdb_type",
+    "local_key_sql",
+    "local_key_text",
+    "merkle_root_hex",
+    "open_payload",
+    "pack_frame",
     "parse_canonical",
+    "record_sql",
+    "seal_payload",
+    "sign_manifest",
     "to_dict",
+    "unpack_frame",
+    "verify_manifest",
 ]

@@ -543,6 +543,21 @@ def write_region_toml(root: Path, opts: SimulationOptions, specs: list[HospitalS
         f'code = "{opts.home_city}"',
         "",
     ]
+    if specs:
+        final = specs[0].dir.parent
+        lines += [
+            "# Gateways and receiver keep their state beside the region (see docs/gateway.md).",
+            "[gateway]",
+            'receiver_url = "http://127.0.0.1:8470"',
+            f'dir = "{final / "gateway"}"',
+            f'keys_dir = "{final / "keys"}"',
+            "",
+            "[receiver]",
+            'listen = "127.0.0.1:8470"',
+            f'warehouse = "{final / "warehouse" / "warehouse.duckdb"}"',
+            f'keys_dir = "{final / "keys"}"',
+            "",
+        ]
     for s in specs:
         lines += ["[[hospitals]]", f'id = "{s.id}"', f'name = "{s.name}"', ""]
         for system in SYSTEMS:

@@ -1,0 +1,486 @@
+"""Extraction: read a source table (full, incremental by watermark, or its keys for deletes),
+turn rows into canonical records with their content hash, drop what the region already has,
+and pack the rest into spooled batches.
+
+All row work is SQL in the gateway's DuckDB (canonical bytes and SHA-256 included); Python
+handles chunks, never rows — except decoding GBK text columns, which DuckDB cannot do offline.
+
+Invariants:
+- A record is sent when its hash differs from the key index's last sent hash for its key, so a
+  re-read (overlap window, crash, resync) sends nothing twice and an A → B → A change sends
+  three versions.
+- The watermark moves only after every batch of the read is committed (``state.py``).
+- Incremental reads take rows whose change column is ``>=`` (watermark − overlap) or NULL: a
+  late row stamped inside the overlap is caught; rows with no change time are compared by hash
+  each cycle. Text change columns must sort as text (fixed-width formats such as
+  ``%Y%m%d%H%M%S`` or ``%Y-%m-%d %H:%M:%S``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medfabric.crypto import PublicEncryptionKey, SigningKey
+from medfabric.gateway.pack import PackedBatch, pack_batch
+from medfabric.gateway.sources import RowFilter, SourceColumn, SourceError, SourceReader
+from medfabric.gateway.state import GatewayState, now_utc
+from medfabric.records import ColumnKind, RecordError, decode_source_text
+from medfabric.records.sqlcanon import hash_sql, local_key_sql
+from medfabric.standards.sources import SourceTable
+
+log = logging.getLogger("medfabric.gateway")
+
+META = ("_seq", "_local_key", "_op", "_has_payload", "_source_updated_at", "_extracted_at", "_hash")
+
+
+@dataclass
+class TableRun:
+    """What one read of one table did."""
+
+    system: str
+    table: str
+    mode: str  # full | incremental | deletes
+    rows_read: int = 0
+    records: int = 0
+    deletes: int = 0
+    batches: list[PackedBatch] = field(default_factory=list)
+    skipped_null_keys: int = 0
+    schema_warning: str | None = None
+
+
+@dataclass
+class Extractor:
+    """Everything extraction needs for one hospital."""
+
+    hospital_id: str
+    state: GatewayState
+    signing_key: SigningKey
+    region_key: PublicEncryptionKey
+    batch_rows: int = 50_000
+    overlap_seconds: int = 300
+    crash_point: Callable[[str], None] = lambda label: None
+
+    # --- public ------------------------------------------------------------------------------
+
+    def run_table(
+        self,
+        reader: SourceReader,
+        system: str,
+        spec: SourceTable,
+        *,
+        full: bool = False,
+        delete_scan: bool = False,
+    ) -> TableRun:
+        """Read one table and spool its changes; then, if asked, look for hard deletes.
+
+        Args:
+            full: read every row (still sending only changed ones) instead of the delta.
+            delete_scan: compare keys with the key index afterwards (hard deletes).
+        Raises:
+            SourceError: the table cannot be read as configured (missing column, bad value).
+        """
+        st = self.state.table_state(system, spec.name)
+        columns = reader.columns(spec.name)
+        warning = self._check_schema(system, spec, columns, st.columns)
+        by_name = {c.name: c for c in columns}
+        key_cols = [by_name[k] for k in spec.key]
+        mode = (
+            "full"
+            if (full or st.full_pending or st.watermark is None or not spec.track)
+            else "incremental"
+        )
+        where = None
+        if mode == "incremental" and spec.track is not None and st.watermark is not None:
+            where = RowFilter(
+                spec.track.column, self._lower_bound(spec, st.watermark, st.watermark_type)
+            )
+        run = TableRun(system, spec.name, mode, schema_warning=warning)
+        payload = self._payload_kinds(spec, columns)
+        ki = self.state.ensure_key_index(system, spec.name)
+        high: str | int | None = None
+        started = now_utc()
+        for chunk in reader.read(spec.name, columns, where=where, batch_rows=self.batch_rows):
+            run.rows_read += chunk.num_rows
+            chunk = self._decode(system, spec, chunk)
+            if spec.track is not None:
+                high = _max(high, chunk.column(spec.track.column))
+            batch = self._changed(chunk, system, spec, key_cols, payload, ki, run)
+            self.crash_point("chunk-hashed")
+            if batch.num_rows:
+                self._spool(batch, system, spec, payload, ki, run, (where, high))
+        self.crash_point("table-read")
+        fields: dict[str, object] = {"last_success": started, "columns": _columns_json(columns)}
+        if high is not None:
+            fields["watermark"] = str(high)
+            fields["watermark_type"] = "int" if isinstance(high, int) else "text"
+        if mode == "full":
+            fields["last_full"] = started
+            fields["full_pending"] = False
+        fields["schema_warning"] = warning
+        fields["last_error"] = None
+        with self.state.transaction():
+            if (
+                st.watermark is not None
+                and high is not None
+                and not _above(high, st.watermark, st.watermark_type)
+            ):
+                fields.pop("watermark")  # a late row below the watermark never moves it back
+            self.state.update_table(system, spec.name, **fields)
+        if delete_scan and spec.delete.mode != "none":
+            self.scan_deletes(reader, system, spec, columns, run)
+        return run
+
+    def scan_deletes(
+        self,
+        reader: SourceReader,
+        system: str,
+        spec: SourceTable,
+        columns: Sequence[SourceColumn],
+        run: TableRun,
+    ) -> None:
+        """Keys in the key index (not deleted) that the source no longer has → delete records."""
+        by_name = {c.name: c for c in columns}
+        key_cols = [by_name[k] for k in spec.key]
+        ki = self.state.ensure_key_index(system, spec.name)
+        con = self.state.con
+        con.execute("CREATE OR REPLACE TEMP TABLE seen_keys (k VARCHAR)")
+        key_expr = local_key_sql([(c.name, c.kind) for c in key_cols])
+        for chunk in reader.keys(spec.name, key_cols, batch_rows=max(self.batch_rows, 200_000)):
+            con.register("key_chunk", chunk)
+            not_null = " AND ".join(f"{_q(c.name)} IS NOT NULL" for c in key_cols)
+            con.execute(
+                f"INSERT INTO seen_keys SELECT {key_expr} FROM "
+                f"(SELECT 0 AS _seq, * FROM key_chunk WHERE {not_null})"
+            )
+            con.unregister("key_chunk")
+        gone = con.execute(
+            f"SELECT local_key FROM {ki} WHERE NOT deleted "
+            "AND local_key NOT IN (SELECT k FROM seen_keys WHERE k IS NOT NULL) ORDER BY local_key"
+        ).fetch_arrow_table()
+        payload = self._payload_kinds(spec, columns)
+        arrow_of = {c.name: c.arrow for c in columns}
+        for start in range(0, gone.num_rows, self.batch_rows):
+            keys = gone.column(0).slice(start, self.batch_rows)
+            n = len(keys)
+            arrays: list[pa.Array] = [keys]
+            names = ["_local_key"]
+            for name, kind in payload:
+                arrays.append(pa.nulls(n, pa.string() if kind == "string" else arrow_of[name]))
+                names.append(name)
+            table = pa.Table.from_arrays(arrays, names=names)
+            self._hash(table, system, spec, payload, op="delete", has_payload=False)
+            batch = self._select(payload, None)
+            self._spool(batch, system, spec, payload, ki, run, (None, None))
+        with self.state.transaction():
+            self.state.update_table(system, spec.name, last_delete_scan=now_utc())
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _check_schema(
+        self,
+        system: str,
+        spec: SourceTable,
+        columns: Sequence[SourceColumn],
+        before: list[list[str]] | None,
+    ) -> str | None:
+        names = {c.name for c in columns}
+        needed = list(spec.key)
+        if spec.track is not None:
+            needed.append(spec.track.column)
+        if spec.delete.mode == "flag" and spec.delete.column is not None:
+            needed.append(spec.delete.column)
+        needed += list(spec.encoded_columns)
+        missing = [n for n in needed if n not in names]
+        if missing:
+            raise SourceError(
+                f"{system}.{spec.name}: configured column(s) {', '.join(missing)} not in the "
+                "source table; fix region.toml or the dialect profile"
+            )
+        for c in columns:
+            if c.name in spec.encoded_columns and c.kind not in ("bytes", "string"):
+                raise SourceError(
+                    f"{system}.{spec.name}.{c.name}: declared as encoded text but its type is "
+                    f"{c.declared}"
+                )
+        if before is None:
+            return None
+        old = {n: d for n, d in before}
+        new = {c.name: c.declared for c in columns}
+        added = [n for n in new if n not in old]
+        dropped = [n for n in old if n not in new]
+        changed = [n for n in new if n in old and old[n] != new[n]]
+        if not (added or dropped or changed):
+            return None
+        parts = []
+        if added:
+            parts.append("added " + ", ".join(added))
+        if dropped:
+            parts.append("dropped " + ", ".join(dropped))
+        if changed:
+            parts.append("retyped " + ", ".join(f"{n} {old[n]}→{new[n]}" for n in changed))
+        warning = f"source schema changed: {'; '.join(parts)}"
+        log.warning(
+            "schema-changed",
+            extra={"fields": {"system": system, "table": spec.name, "change": warning}},
+        )
+        return warning
+
+    @staticmethod
+    def _payload_kinds(
+        spec: SourceTable, columns: Sequence[SourceColumn]
+    ) -> list[tuple[str, ColumnKind]]:
+        return [(c.name, "string" if c.name in spec.encoded_columns else c.kind) for c in columns]
+
+    def _lower_bound(self, spec: SourceTable, watermark: str, wtype: str | None) -> str | int:
+        assert spec.track is not None
+        fmt = spec.track.format
+        if wtype == "int":
+            value = int(watermark)
+            if fmt == "epoch_ms":
+                return value - self.overlap_seconds * 1000
+            if fmt == "epoch_s":
+                return value - self.overlap_seconds
+            return value
+        try:
+            t = datetime.strptime(watermark, fmt)
+        except ValueError:
+            return watermark  # not parseable with the format: no overlap, but nothing skipped
+        return (t - timedelta(seconds=self.overlap_seconds)).strftime(fmt)
+
+    def _decode(self, system: str, spec: SourceTable, chunk: pa.Table) -> pa.Table:
+        if not spec.encoded_columns or spec.text_encoding is None:
+            return chunk
+        codec = "gb18030" if spec.text_encoding in ("gbk", "gb18030") else spec.text_encoding
+        for name in spec.encoded_columns:
+            i = chunk.schema.get_field_index(name)
+            col = chunk.column(i)
+            if pa.types.is_string(col.type):
+                continue
+            values = col.to_pylist()
+            try:
+                text = [None if v is None else v.decode(codec) for v in values]
+            except UnicodeDecodeError:
+                for row, v in enumerate(values):
+                    if v is None:
+                        continue
+                    try:
+                        decode_source_text(v, codec)
+                    except RecordError as e:
+                        raise SourceError(
+                            f"{system}.{spec.name}.{name}: row {row} of the chunk: {e}"
+                        ) from None
+                raise
+            chunk = chunk.set_column(i, name, pa.array(text, type=pa.string()))
+        return chunk
+
+    def _hash(
+        self,
+        table: pa.Table,
+        system: str,
+        spec: SourceTable,
+        payload: list[tuple[str, ColumnKind]],
+        *,
+        op: str | None = None,
+        has_payload: bool = True,
+        key_cols: Sequence[SourceColumn] = (),
+    ) -> int:
+        """Fill temp table ``hashed``: meta columns, payload, content hash. Returns the number
+        of rows dropped for a NULL key."""
+        con = self.state.con
+        if op is not None:
+            op_sql = _lit(op)
+        elif spec.delete.mode == "flag" and spec.delete.column is not None:
+            flag = _q(spec.delete.column)
+            deleted = _lit(spec.delete.deleted or "")
+            op_sql = (
+                f"CASE WHEN CAST({flag} AS VARCHAR) = {deleted} THEN 'delete' ELSE 'upsert' END"
+            )
+        else:
+            op_sql = "'upsert'"
+        key_sql = local_key_sql([(c.name, c.kind) for c in key_cols]) if key_cols else "_local_key"
+        updated_sql, updated_kind = _updated_sql(spec, has_payload)
+        cols = "".join(", " + _q(n) for n, _ in payload)
+        not_null = (
+            " AND ".join(f"{_q(c.name)} IS NOT NULL" for c in key_cols) or "_local_key IS NOT NULL"
+        )
+        con.register("chunk", table)
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE cand AS SELECT _seq, {key_sql} AS _local_key, "
+                f"{op_sql} AS _op, {'TRUE' if has_payload else 'FALSE'} AS _has_payload, "
+                f"{updated_sql} AS _source_updated_at, ?::TIMESTAMPTZ AS _extracted_at{cols} "
+                "FROM (SELECT (row_number() OVER () - 1)::BIGINT AS _seq, * "
+                f"FROM chunk WHERE {not_null})",
+                [now_utc()],
+            )
+        finally:
+            con.unregister("chunk")
+        h = hash_sql(
+            hospital_id=self.hospital_id,
+            system=system,
+            table=spec.name,
+            columns=payload,
+            updated_kind=updated_kind,
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE hashed AS SELECT *, {h} AS _hash FROM cand")
+        row = con.execute("SELECT count(*) FROM cand").fetchone()
+        kept = int(row[0]) if row else 0
+        return int(table.num_rows) - kept
+
+    def _select(self, payload: list[tuple[str, ColumnKind]], ki: str | None) -> pa.Table:
+        """Rows of ``hashed`` (those the key index does not already have, if ``ki``), renumbered."""
+        cols = "".join(", h." + _q(n) for n, _ in payload)
+        join = (
+            f" LEFT JOIN {ki} k ON k.local_key = h._local_key WHERE k.hash IS DISTINCT FROM h._hash"
+            if ki
+            else ""
+        )
+        return self.state.con.execute(
+            "SELECT (row_number() OVER (ORDER BY h._seq) - 1)::BIGINT AS _seq, h._local_key, "
+            "h._op, h._has_payload, h._source_updated_at, h._extracted_at, h._hash"
+            f"{cols} FROM hashed h{join} ORDER BY _seq"
+        ).fetch_arrow_table()
+
+    def _changed(
+        self,
+        chunk: pa.Table,
+        system: str,
+        spec: SourceTable,
+        key_cols: Sequence[SourceColumn],
+        payload: list[tuple[str, ColumnKind]],
+        ki: str,
+        run: TableRun,
+    ) -> pa.Table:
+        run.skipped_null_keys += self._hash(chunk, system, spec, payload, key_cols=key_cols)
+        return self._select(payload, ki)
+
+    def _spool(
+        self,
+        batch: pa.Table,
+        system: str,
+        spec: SourceTable,
+        payload: list[tuple[str, ColumnKind]],
+        ki: str,
+        run: TableRun,
+        watermark: tuple[RowFilter | None, str | int | None],
+    ) -> None:
+        where, high = watermark
+        seq = self.state.next_seq()
+        track_col = spec.track.column if spec.track is not None and where is not None else None
+        packed = pack_batch(
+            batch,
+            hospital_id=self.hospital_id,
+            system=system,
+            source_table=spec.name,
+            seq=seq,
+            columns=payload,
+            key_columns=spec.key,
+            watermark=(
+                track_col,
+                None if where is None else str(where.lower),
+                None if high is None or where is None else str(high),
+            ),
+            created_at=now_utc(),
+            signing_key=self.signing_key,
+            region_key=self.region_key,
+            spool=self.state.spool,
+        )
+        self.crash_point("batch-written")
+        con = self.state.con
+        con.register("sent_batch", batch.select(["_local_key", "_op", "_hash"]))
+        try:
+            with self.state.transaction():
+                con.execute(
+                    f"DELETE FROM {ki} WHERE local_key IN (SELECT _local_key FROM sent_batch)"
+                )
+                con.execute(
+                    f"INSERT INTO {ki} SELECT _local_key, _hash, _op = 'delete' FROM sent_batch"
+                )
+                con.execute(
+                    "INSERT INTO outbox (batch_id, seq, system, source_table, file, rows, bytes, "
+                    "created_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    [
+                        packed.batch_id, seq, system, spec.name, packed.file, packed.rows,
+                        packed.bytes, packed.manifest.created_at,
+                    ],
+                )  # fmt: skip
+                con.execute(
+                    "UPDATE source_tables SET rows_sent = rows_sent + ? "
+                    "WHERE system = ? AND source_table = ?",
+                    [packed.rows, system, spec.name],
+                )
+                self.state.set_next_seq(con, seq + 1)
+        finally:
+            con.unregister("sent_batch")
+        self.crash_point("batch-committed")
+        run.batches.append(packed)
+        run.records += packed.rows
+        run.deletes += packed.manifest.deletes
+        log.info(
+            "batch-spooled",
+            extra={
+                "fields": {
+                    "system": system,
+                    "table": spec.name,
+                    "batch_id": packed.batch_id,
+                    "rows": packed.rows,
+                    "bytes": packed.bytes,
+                }
+            },
+        )
+
+
+def _updated_sql(spec: SourceTable, has_payload: bool) -> tuple[str, ColumnKind]:
+    """SQL for ``_source_updated_at`` from the change column, and its kind."""
+    if not has_payload or spec.track is None or not spec.track.is_time:
+        return "NULL::TIMESTAMP", "datetime"
+    col = _q(spec.track.column)
+    fmt = spec.track.format
+    if fmt == "epoch_ms":
+        return f"timezone('UTC', make_timestamp(CAST({col} AS BIGINT) * 1000))", "datetime_tz"
+    if fmt == "epoch_s":
+        return f"timezone('UTC', make_timestamp(CAST({col} AS BIGINT) * 1000000))", "datetime_tz"
+    return f"try_strptime(CAST({col} AS VARCHAR), {_lit(fmt)})", "datetime"
+
+
+def _columns_json(columns: Sequence[SourceColumn]) -> str:
+    return json.dumps([[c.name, c.declared] for c in columns], ensure_ascii=False)
+
+
+def _max(current: str | int | None, column: pa.ChunkedArray) -> str | int | None:
+    raw: object = pc.max(column).as_py()
+    if raw is None:
+        return current
+    value: str | int
+    if isinstance(raw, bytes):
+        value = raw.decode("utf-8", "replace")
+    elif isinstance(raw, str | int):
+        value = raw
+    else:
+        value = str(raw)
+    if current is None:
+        return value
+    if isinstance(value, int) and isinstance(current, int):
+        return max(value, current)
+    return max(str(value), str(current))
+
+
+def _above(value: str | int, watermark: str, wtype: str | None) -> bool:
+    if isinstance(value, int) and wtype == "int":
+        return value >= int(watermark)
+    return str(value) >= watermark
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
