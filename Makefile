@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/crypto.py
+	$(BIN)/python bench/ingest.py
 
 # Re-resolve the lock file after changing dependency ranges in pyproject.toml.
 lock: $(STAMP)

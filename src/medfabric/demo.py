@@ -2,9 +2,10 @@
 
 Every stage that lands joins this script. Today: the standard code systems are checked, a
 small region of hospitals is generated (real SQLite HIS/LIS/PACS/EMR databases in three vendor
-dialects, DICOM files, EMR notes, ground truth), its clock is advanced one day, and the
-provenance groundwork is shown on one source table: canonical content hashes of its rows, their
-Merkle tree, an inclusion proof that verifies and a tampered row that does not.
+dialects, DICOM files, EMR notes, ground truth), keys are issued, the regional receiver starts
+(its own process, on loopback), every hospital's gateway makes a full load into ODS, the
+region's clock advances one day, the gateways load incrementally, ODS is re-verified hash by
+hash, and the provenance groundwork is shown on one source table (a Merkle inclusion proof).
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.rule import Rule
+from rich.table import Table
 
 from medfabric.cli.main import app
 from medfabric.crypto.keys import EncryptionKey, SigningKey
 from medfabric.crypto.merkle import MerkleTree, leaf_hash, verify_inclusion
 from medfabric.crypto.sealing import open_sealed, seal
+from medfabric.gateway import CycleReport, Gateway
 from medfabric.records import CanonicalRecord, canonical_bytes, content_hash, decode_source_text
+from medfabric.settings import Settings, load_settings
 from medfabric.simulator.dialects import DIALECTS
 
 console = Console()
@@ -93,6 +102,75 @@ def provenance_glimpse(region: Path, hospital: str = "H02") -> None:
     )
 
 
+def start_receiver(config: Path, settings: Settings) -> subprocess.Popen[bytes]:
+    """The receiver in its own process, as in production; waits until it answers."""
+    log = open(config.parent / "receiver.log", "wb")  # noqa: SIM115 (kept open for the child)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medfabric", "receiver", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://{settings.receiver.listen}/readyz"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the receiver exited; see {config.parent / 'receiver.log'}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"the receiver did not start on {settings.receiver.listen}")
+
+
+def load_all(settings: Settings, title: str) -> dict[str, CycleReport]:
+    """One gateway cycle per hospital; prints rows landed per hospital and system, and lag."""
+    console.print(Rule(f"[bold]{title}"))
+    reports: dict[str, CycleReport] = {}
+    for h in settings.hospitals:
+        gw = Gateway(settings, h.id)
+        try:
+            reports[h.id] = gw.cycle(force_send=True, deletes=True)
+        finally:
+            gw.close()
+    status = httpx.get(f"http://{settings.receiver.listen}/v1/status", timeout=30).json()
+    lag = {(t["hospital_id"], t["system"]): t["lag_seconds"] for t in status["tables"]}
+    sent: dict[tuple[str, str], int] = defaultdict(int)
+    deleted: dict[tuple[str, str], int] = defaultdict(int)
+    for hid, rep in reports.items():
+        for t in rep.tables:
+            sent[(hid, t.system)] += t.records
+            deleted[(hid, t.system)] += t.deletes
+    current: dict[tuple[str, str], int] = defaultdict(int)
+    for name, n in status["current_rows"].items():
+        hid, system, _ = name.split("__", 2)
+        current[(hid, system)] += n
+    table = Table("hospital", "system", "records landed", "of them deletes", "ODS current rows",
+                  "lag s")  # fmt: skip
+    for h in settings.hospitals:
+        for system in h.systems:
+            key = (h.id, system)
+            table.add_row(
+                h.id, system, f"{sent[key]:,}", f"{deleted[key]:,}", f"{current[key]:,}",
+                "-" if key not in lag else f"{lag[key]:.1f}",
+            )  # fmt: skip
+    console.print(table)
+    total = sum(r.records for r in reports.values())
+    secs = sum(r.seconds for r in reports.values())
+    bad = [e for r in reports.values() for e in r.errors]
+    quarantined = sum(r.send.quarantined for r in reports.values())
+    console.print(
+        f"{total:,} records extracted, hashed, signed, sealed, sent, verified and landed in "
+        f"{secs:.1f} s; {quarantined} batch(es) quarantined; {len(bad)} error(s)."
+    )
+    for e in bad:
+        console.print(f"[yellow]warning:[/] {e}")
+    return reports
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("var/demo-region"))
@@ -116,14 +194,35 @@ def main(argv: list[str] | None = None) -> None:
             str(a.out),
         ],
     )
-    _run("3. one day passes in the hospitals", ["simulate", "tick", "--out", str(a.out)])
-    console.print(Rule("[bold]4. provenance groundwork: content hashes and a Merkle proof"))
+    config = a.out / "region.toml"
+    _run("3. keys for the region and every hospital", ["keys", "init", "--config", str(config)])
+    settings = load_settings(config)
+    console.print(Rule("[bold]4. the regional receiver starts"))
+    receiver = start_receiver(config, settings)
+    console.print(f"receiver listening on {settings.receiver.listen} (log: {a.out}/receiver.log)")
+    try:
+        load_all(settings, "5. every gateway: full load into ODS")
+        _run("6. one day passes in the hospitals", ["simulate", "tick", "--out", str(a.out)])
+        load_all(settings, "7. every gateway: incremental load")
+        _run(
+            "8. a gateway's status",
+            ["gateway", "status", "--hospital", "H01", "--config", str(config)],
+        )
+    finally:
+        receiver.terminate()
+        receiver.wait(30)
+    _run(
+        "9. ODS re-verified: every row version against its hash",
+        ["receiver", "verify", "--config", str(config)],
+    )
+    console.print(Rule("[bold]10. provenance groundwork: a Merkle proof per record"))
     provenance_glimpse(a.out)
     console.print(Rule("[bold green]demo finished"))
     console.print(
         f"Done in {time.perf_counter() - t0:.0f} s. Region: {a.out}/ — open {a.out}/region.toml, "
         f"query a source with `sqlite3 {a.out}/H01/his.db .tables`, and read the ground truth in "
-        f"{a.out}/truth/. Docs: docs/simulator.md, docs/standards.md."
+        f"{a.out}/truth/; ODS is {settings.receiver.warehouse}. Docs: docs/gateway.md, "
+        "docs/simulator.md, docs/standards.md."
     )
 
 

@@ -97,7 +97,10 @@ def publish_cmd(
 
 
 @app.command("verify")
-def verify(config: ConfigOpt = None) -> None:
+def verify(
+    config: ConfigOpt = None,
+    tables: Annotated[bool, typer.Option("--tables", help="One line per ODS table.")] = False,
+) -> None:
     """Recompute the content hash of every ODS row version from its stored values and compare
     it with the hash the hospital sent (run while the receiver is stopped)."""
     settings = settings_or_fail(config)
@@ -105,9 +108,16 @@ def verify(config: ConfigOpt = None) -> None:
         result = verify_ods(str(settings.receiver.warehouse))
     except VerifyError as e:
         fail(str(e))
-    table = Table("ODS table", "versions", "mismatches")
-    for name, (n, bad) in sorted(result.items()):
-        table.add_row(name, f"{n:,}", str(bad))
+    rows: dict[str, list[int]] = {}
+    for name, (n, bad) in result.items():
+        label = name if tables else " ".join(name.split("__")[:2])
+        acc = rows.setdefault(label, [0, 0, 0])
+        acc[0] += 1
+        acc[1] += n
+        acc[2] += bad
+    table = Table("ODS table" if tables else "hospital system", "tables", "versions", "mismatches")
+    for label, (t, n, bad) in sorted(rows.items()):
+        table.add_row(label, str(t), f"{n:,}", str(bad))
     console.print(table)
     bad_total = sum(b for _, b in result.values())
     if bad_total:

@@ -329,7 +329,9 @@ class Extractor:
             columns=payload,
             updated_kind=updated_kind,
         )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE hashed AS SELECT *, {h} AS _hash FROM cand")
+        # A view: the hash is computed once, inside the query that reads it (no second copy
+        # of every payload column into a temp table).
+        con.execute(f"CREATE OR REPLACE TEMP VIEW hashed AS SELECT *, {h} AS _hash FROM cand")
         row = con.execute("SELECT count(*) FROM cand").fetchone()
         kept = int(row[0]) if row else 0
         return int(table.num_rows) - kept

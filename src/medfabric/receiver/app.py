@@ -144,7 +144,7 @@ def create_app(
                 batch_id=None, hospital_id=None, code=rej.code, detail=rej.detail, remote=remote
             )
             metrics.inc('medfabric_receiver_batches_rejected_total{code="too-large"}')
-            return _error(413, rej.code, rej.detail, rid)
+            return _error(413, rej.code, rej.detail, rid, batch_id=None)
         chunks: list[bytes] = []
         size = 0
         async for part in request.stream():
@@ -156,7 +156,7 @@ def create_app(
                     remote=remote,
                 )  # fmt: skip
                 metrics.inc('medfabric_receiver_batches_rejected_total{code="too-large"}')
-                return _error(413, rej.code, rej.detail, rid)
+                return _error(413, rej.code, rej.detail, rid, batch_id=None)
             chunks.append(part)
         body = b"".join(chunks)
         started = time.perf_counter()

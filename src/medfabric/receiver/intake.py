@@ -6,7 +6,7 @@ Order (cheap and unauthenticated checks first, decryption only for an authentic 
 | # | check | code | HTTP |
 |---|---|---|---|
 | 1 | body size within the limit | ``too-large`` | 413 |
-| 2 | frame layout (magic, lengths) | ``truncated`` / ``bad-frame`` … | 400 |
+| 2 | frame layout (magic, lengths) | ``bad-magic`` / ``truncated`` / ``bad-value`` … | 400 |
 | 3 | manifest is strict canonical JSON with every field | ``bad-manifest`` … | 400 |
 | 4 | hospital registered (its public key is in the keys folder) | ``unknown-hospital`` | 403 |
 | 5 | manifest signature by that hospital's key | ``bad-signature`` | 401 |
@@ -283,8 +283,13 @@ class Intake:
             or pc.count_distinct(seq).as_py() != table.num_rows
         ):
             raise bad("_seq is not 0 … n-1")
+        if table.column("_local_key").null_count:
+            raise bad("a _local_key is null")
         if pc.count_distinct(table.column("_local_key")).as_py() != table.num_rows:
             raise bad("a local key appears twice in the batch")
+        deletes = int(pc.sum(pc.equal(table.column("_op"), "delete")).as_py() or 0)
+        if deletes != m.deletes or table.num_rows - deletes != m.upserts:
+            raise bad(f"payload has {deletes} deletes, the manifest says {m.deletes}")
         return table.sort_by("_seq")
 
     def _check_hashes(self, table: pa.Table, m: BatchManifest) -> None:

@@ -36,6 +36,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any, Final
 
 from medfabric.crypto import merkle
@@ -98,6 +99,9 @@ ERROR_CODES: Final = frozenset(
         "bad-hash",  # a content hash is not 64 lowercase hex digits
     }
 )
+
+
+_HEX_RUN = re.compile(r"[0-9a-f]*")
 
 
 class BatchError(RecordError):
@@ -538,12 +542,21 @@ def merkle_root_hex(hashes_hex: Sequence[str]) -> str:
     Raises:
         BatchError: ``bad-hash`` naming the first index that is not 64 lowercase hex.
     """
-    leaves: list[bytes] = []
-    for i, text in enumerate(hashes_hex):
-        _need(
-            type(text) is str and _HEX64.fullmatch(text) is not None,
-            "bad-hash",
-            f"content hash {i} is not 64 lowercase hex digits",
-        )
-        leaves.append(merkle.leaf_hash(bytes.fromhex(text)))
+    hashes = list(hashes_hex)
+    # One check over the whole batch (the common case); the per-hash scan only names the culprit.
+    joined = "".join(h if type(h) is str else "?" for h in hashes)
+    if (
+        len(joined) != 64 * len(hashes)
+        or any(len(h) != 64 for h in hashes if type(h) is str)
+        or _HEX_RUN.fullmatch(joined) is None
+    ):
+        for i, text in enumerate(hashes):
+            _need(
+                type(text) is str and _HEX64.fullmatch(text) is not None,
+                "bad-hash",
+                f"content hash {i} is not 64 lowercase hex digits",
+            )
+    raw = bytes.fromhex(joined)
+    prefix = b"\x00"
+    leaves = [sha256(prefix + raw[i : i + 32]).digest() for i in range(0, len(raw), 32)]
     return merkle.root_from_leaf_hashes(leaves).hex()
