@@ -33,6 +33,8 @@ from medfabric.gateway.sources import RowFilter, SourceColumn, SourceError, Sour
 from medfabric.gateway.state import GatewayState, now_utc
 from medfabric.records import ColumnKind, RecordError, decode_source_text
 from medfabric.records.sqlcanon import hash_sql, local_key_sql
+from medfabric.records.sqlcanon import quote_ident as _q
+from medfabric.records.sqlcanon import sql_literal as _lit
 from medfabric.standards.sources import SourceTable
 
 log = logging.getLogger("medfabric.gateway")
@@ -478,11 +480,3 @@ def _above(value: str | int, watermark: str, wtype: str | None) -> bool:
     if isinstance(value, int) and wtype == "int":
         return value >= int(watermark)
     return str(value) >= watermark
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

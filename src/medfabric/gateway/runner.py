@@ -274,7 +274,8 @@ class Gateway:
                         break
                 else:
                     # Between cycles: keep draining a spool that the receiver refused earlier.
-                    if self.state.snapshot()["spool"]["batches"]:
+                    pending = self.state.con.execute("SELECT count(*) FROM outbox").fetchone()
+                    if pending and pending[0]:
                         self.uplink.send_pending()
                         self.state.write_snapshot()
                 wake = min(self._next_due.values(), default=now_utc())

@@ -36,6 +36,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from medfabric.records import ColumnKind
+from medfabric.records.sqlcanon import quote_ident as _q
+from medfabric.records.sqlcanon import sql_literal
 
 
 class SourceError(Exception):
@@ -154,14 +156,8 @@ def _duckdb_sqlite_extension() -> str:
     raise SourceError("duckdb-ext-sqlite is installed but carries no sqlite_scanner extension")
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _lit(value: str | int) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return "'" + value.replace("'", "''") + "'"
+    return str(value) if isinstance(value, int) else sql_literal(value)
 
 
 class SqliteReader:

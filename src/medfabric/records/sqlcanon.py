@@ -160,11 +160,13 @@ def kind_of_duckdb_type(type_name: str) -> ColumnKind:
 # --- quoting -----------------------------------------------------------------------------------
 
 
-def _ident(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """``text`` as a single-quoted SQL string literal."""
     # DuckDB's standard strings take backslashes literally; only the quote is doubled.
     return "'" + text.replace("'", "''") + "'"
 
@@ -178,7 +180,7 @@ def _check_name(name: object, what: str) -> str:
 
 def _fail(message: str) -> str:
     """``error()`` naming the row by ``_seq``; the message must not contain values."""
-    text = _literal("canonical record: " + message + " (row _seq ")
+    text = sql_literal("canonical record: " + message + " (row _seq ")
     return f"error({text} || CAST(_seq AS VARCHAR) || ')')"
 
 
@@ -197,7 +199,7 @@ def _manual_json_string(col: str) -> str:
     expr = f"replace(replace({col}, '\\', '\\\\'), '\"', '\\\"')"
     for code in range(0x20):
         escape = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
-        expr = f"replace({expr}, chr({code}), {_literal(escape)})"
+        expr = f"replace({expr}, chr({code}), {sql_literal(escape)})"
     return f"concat('\"', {expr}, '\"')"
 
 
@@ -221,8 +223,8 @@ def _datetime_sql(ts: str, suffix: str, where: str) -> str:
         f"CASE WHEN {ts} NOT BETWEEN TIMESTAMP '0001-01-01 00:00:00' "
         f"AND TIMESTAMP '9999-12-31 23:59:59.999999' "
         f"THEN {_fail(where + ': datetime outside years 0001-9999')} "
-        f"WHEN microsecond({ts}) % 1000000 = 0 THEN strftime({ts}, {_literal(head + tail)}) "
-        f"ELSE strftime({ts}, {_literal(head + '.%f' + tail)}) END"
+        f"WHEN microsecond({ts}) % 1000000 = 0 THEN strftime({ts}, {sql_literal(head + tail)}) "
+        f"ELSE strftime({ts}, {sql_literal(head + '.%f' + tail)}) END"
     )
 
 
@@ -350,7 +352,10 @@ def record_sql(
     pieces: list[str] = []
     for i, (name, kind) in enumerate(checked):
         key = ("{" if i == 0 else ",") + _json_string(name) + ":"
-        pieces += [_literal(key), _value_sql(kind, _ident(name), f"payload column {name!r}")]
+        pieces += [
+            sql_literal(key),
+            _value_sql(kind, quote_ident(name), f"payload column {name!r}"),
+        ]
     payload = f"concat({', '.join(pieces)}, '}}')" if pieces else "'{}'"
 
     local_key = (
@@ -378,7 +383,7 @@ def record_sql(
         + f',"v":{FORMAT_VERSION}}}'
     )
     parts = [
-        _literal(head),
+        sql_literal(head),
         local_key,
         """',"op":'""",
         op,
@@ -386,7 +391,7 @@ def record_sql(
         has_payload,
         """',"source_updated_at":'""",
         updated,
-        _literal(tail),
+        sql_literal(tail),
     ]
     return "concat(" + ", ".join(parts) + ")"
 
@@ -440,7 +445,7 @@ def local_key_sql(key_columns: Sequence[tuple[str, ColumnKind]]) -> str:
         raise RecordError("key columns: at least one column is needed")
     if len(checked) == 1:
         name, kind = checked[0]
-        col = _ident(name)
+        col = quote_ident(name)
         if kind == "integer":
             return (
                 f"CASE WHEN {col} IS NULL THEN {_fail(f'key column {name!r} is NULL')} "
@@ -452,7 +457,7 @@ def local_key_sql(key_columns: Sequence[tuple[str, ColumnKind]]) -> str:
         )
     parts: list[str] = []
     for name, kind in checked:
-        col = _ident(name)
+        col = quote_ident(name)
         text = (
             f"concat('\"', CAST({col} AS VARCHAR), '\"')" if kind == "integer" else _string_sql(col)
         )
