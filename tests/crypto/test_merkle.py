@@ -25,6 +25,7 @@ from medfabric.crypto.merkle import (
     node_hash,
     root,
     root_from_leaf_hashes,
+    root_of_packed_leaves,
     verify_consistency,
     verify_inclusion,
 )
@@ -460,3 +461,14 @@ def test_empty_tree_has_no_consistency_proof() -> None:
     r = root_from_leaf_hashes(_distinct_hashes(3, b""))
     assert not verify_consistency(0, 0, EMPTY_ROOT, EMPTY_ROOT, [])
     assert not verify_consistency(0, 3, EMPTY_ROOT, r, [])
+
+
+@given(st.lists(st.binary(min_size=7, max_size=7), max_size=70))
+def test_root_of_packed_leaves_equals_root_of_the_list(leaves: list[bytes]) -> None:
+    assert root_of_packed_leaves(b"".join(leaves), 7) == root(leaves)
+
+
+@pytest.mark.parametrize(("size", "width"), [(10, 3), (5, 0), (4, -1)])
+def test_root_of_packed_leaves_refuses_ragged_input(size: int, width: int) -> None:
+    with pytest.raises(MerkleError):
+        root_of_packed_leaves(b"\x00" * size, width)

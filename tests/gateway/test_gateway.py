@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -182,6 +184,58 @@ def test_receiver_down_spool_grows_then_drains(template: Path, tmp_path: Path) -
             gw.close()
     assert_ods_equals_sources(env, "H01")
     assert not list((env.root / "gateway" / "H01" / "spool").iterdir())
+
+
+def test_batches_are_sent_while_extraction_goes_on(template: Path, tmp_path: Path) -> None:
+    env = copy_region(template, tmp_path / "r", batch_rows=100)
+    posted = threading.Event()
+    overlapped: list[bool] = []
+    with in_process_receiver(env) as client:
+        real_post = client.post
+
+        def post(*args: Any, **kw: Any) -> httpx.Response:
+            posted.set()
+            return real_post(*args, **kw)
+
+        client.post = post  # type: ignore[method-assign]
+        gw = gateway(env, "H01", client)
+
+        def point(label: str) -> None:
+            # Extraction stops after its second batch until the first one is on the wire.
+            committed.append(label)
+            if committed.count("batch-committed") == 2 and not overlapped:
+                overlapped.append(posted.wait(30))
+
+        committed: list[str] = []
+        gw.extractor.crash_point = point
+        try:
+            report = gw.cycle(force_send=True, downlink=False)
+        finally:
+            gw.close()
+    assert overlapped == [True]
+    batches = sum(len(t.batches) for t in report.tables)
+    assert batches > 2 and report.send.sent == batches and report.send.pending == 0
+    assert assert_ods_equals_sources(env, "H01") > 0
+
+
+def test_an_unexpected_sender_failure_is_raised_not_swallowed(
+    template: Path, tmp_path: Path
+) -> None:
+    env = copy_region(template, tmp_path / "r")
+    with in_process_receiver(env) as client:
+
+        def post(*args: Any, **kw: Any) -> httpx.Response:
+            raise RuntimeError("sender bug")
+
+        client.post = post  # type: ignore[method-assign]
+        gw = gateway(env, "H01", client)
+        try:
+            with pytest.raises(RuntimeError, match="sender bug"):
+                gw.cycle(force_send=True, downlink=False)
+            # Everything extracted is still spooled for the next cycle.
+            assert gw.state.snapshot()["spool"]["rows"] > 0
+        finally:
+            gw.close()
 
 
 def test_a_tampered_batch_is_quarantined_and_recovered(template: Path, tmp_path: Path) -> None:

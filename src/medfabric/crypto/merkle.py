@@ -41,6 +41,7 @@ __all__ = [
     "node_hash",
     "root",
     "root_from_leaf_hashes",
+    "root_of_packed_leaves",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -119,7 +120,37 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     _check_hashes(hashes)
     if not hashes:
         return EMPTY_ROOT
-    level = list(hashes)
+    return _root_of_levels(list(hashes))
+
+
+def root_of_packed_leaves(data: bytes, width: int) -> bytes:
+    """The Merkle Tree Hash of leaves of equal length given as one byte string.
+
+    Leaf ``i`` is ``data[i * width : (i + 1) * width]``, hashed with :func:`leaf_hash`. The same
+    root as ``root([data[0:width], data[width:2 * width], …])``, without building the list of
+    leaves first (a batch's 32-byte record digests: a million leaves in about a second).
+
+    Args:
+        data: The leaves' bytes, concatenated.
+        width: The length of every leaf, at least 1.
+
+    Returns:
+        The 32-byte root; :data:`EMPTY_ROOT` for empty ``data``.
+
+    Raises:
+        MerkleError: ``width`` is not positive or does not divide ``len(data)``.
+    """
+    if width < 1 or len(data) % width:
+        raise MerkleError(f"{len(data)} bytes are not a whole number of {width}-byte leaves")
+    if not data:
+        return EMPTY_ROOT
+    view = memoryview(data)
+    return _root_of_levels(
+        [sha256(b"\x00" + view[i : i + width]).digest() for i in range(0, len(data), width)]
+    )
+
+
+def _root_of_levels(level: list[bytes]) -> bytes:
     # Pairing neighbours level by level and lifting an odd last node unchanged builds exactly
     # the RFC tree (split at the largest power of two), without recursion.
     while len(level) > 1:

@@ -2,8 +2,9 @@
 turn rows into canonical records with their content hash, drop what the region already has,
 and pack the rest into spooled batches.
 
-All row work is SQL in the gateway's DuckDB (canonical bytes and SHA-256 included); Python
-handles chunks, never rows — except decoding GBK text columns, which DuckDB cannot do offline.
+Row work is SQL in the gateway's DuckDB (canonical bytes, key comparison) and OpenSSL over
+Arrow buffers (SHA-256); Python handles chunks, never rows as objects — except decoding GBK
+text columns, which DuckDB cannot do offline.
 
 Invariants:
 - A record is sent when its hash differs from the key index's last sent hash for its key, so a
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,7 +34,8 @@ from medfabric.gateway.pack import PackedBatch, pack_batch
 from medfabric.gateway.sources import RowFilter, SourceColumn, SourceError, SourceReader
 from medfabric.gateway.state import GatewayState, now_utc
 from medfabric.records import ColumnKind, RecordError, decode_source_text
-from medfabric.records.sqlcanon import hash_sql, local_key_sql
+from medfabric.records.digests import DIGEST_SIZE, hex_column, sha256_each
+from medfabric.records.sqlcanon import local_key_sql, record_sql
 from medfabric.records.sqlcanon import quote_ident as _q
 from medfabric.records.sqlcanon import sql_literal as _lit
 from medfabric.standards.sources import SourceTable
@@ -57,6 +60,15 @@ class TableRun:
     schema_warning: str | None = None
 
 
+@dataclass(frozen=True)
+class _Hashed:
+    """Batch rows in ``_seq`` order with their content hashes, packed (32 bytes per row)."""
+
+    rows: pa.Table
+    digests: bytes
+    dropped: int = 0  # rows of the chunk left out for a NULL key part
+
+
 @dataclass
 class Extractor:
     """Everything extraction needs for one hospital."""
@@ -68,6 +80,7 @@ class Extractor:
     batch_rows: int = 50_000
     overlap_seconds: int = 300
     crash_point: Callable[[str], None] = lambda label: None
+    on_spooled: Callable[[], None] = lambda: None  # a batch was committed to the outbox
 
     # --- public ------------------------------------------------------------------------------
 
@@ -115,7 +128,7 @@ class Extractor:
                 high = _max(high, chunk.column(spec.track.column))
             batch = self._changed(chunk, system, spec, key_cols, payload, ki, run)
             self.crash_point("chunk-hashed")
-            if batch.num_rows:
+            if batch.rows.num_rows:
                 self._spool(batch, system, spec, payload, ki, run, (where, high))
         self.crash_point("table-read")
         fields: dict[str, object] = {"last_success": started, "columns": _columns_json(columns)}
@@ -177,8 +190,8 @@ class Extractor:
                 arrays.append(pa.nulls(n, pa.string() if kind == "string" else arrow_of[name]))
                 names.append(name)
             table = pa.Table.from_arrays(arrays, names=names)
-            self._hash(table, system, spec, payload, op="delete", has_payload=False)
-            batch = self._select(payload, None)
+            hashed = self._hash(table, system, spec, payload, op="delete", has_payload=False)
+            batch = self._select(hashed, None)
             self._spool(batch, system, spec, payload, ki, run, (None, None))
         with self.state.transaction():
             self.state.update_table(system, spec.name, last_delete_scan=now_utc())
@@ -292,9 +305,13 @@ class Extractor:
         op: str | None = None,
         has_payload: bool = True,
         key_cols: Sequence[SourceColumn] = (),
-    ) -> int:
-        """Fill temp table ``hashed``: meta columns, payload, content hash. Returns the number
-        of rows dropped for a NULL key."""
+    ) -> _Hashed:
+        """The chunk as batch rows — meta columns, payload, content hash — in read order.
+
+        DuckDB builds the meta columns and each row's canonical bytes in one query over the
+        chunk; OpenSSL hashes the bytes (``records.digests``). Rows with a NULL key part are
+        dropped and counted.
+        """
         con = self.state.con
         if op is not None:
             op_sql = _lit(op)
@@ -312,45 +329,64 @@ class Extractor:
         not_null = (
             " AND ".join(f"{_q(c.name)} IS NOT NULL" for c in key_cols) or "_local_key IS NOT NULL"
         )
-        con.register("chunk", table)
-        try:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE cand AS SELECT _seq, {key_sql} AS _local_key, "
-                f"{op_sql} AS _op, {'TRUE' if has_payload else 'FALSE'} AS _has_payload, "
-                f"{updated_sql} AS _source_updated_at, ?::TIMESTAMPTZ AS _extracted_at{cols} "
-                "FROM (SELECT (row_number() OVER () - 1)::BIGINT AS _seq, * "
-                f"FROM chunk WHERE {not_null})",
-                [now_utc()],
-            )
-        finally:
-            con.unregister("chunk")
-        h = hash_sql(
+        record = record_sql(
             hospital_id=self.hospital_id,
             system=system,
             table=spec.name,
             columns=payload,
             updated_kind=updated_kind,
         )
-        # A view: the hash is computed once, inside the query that reads it (no second copy
-        # of every payload column into a temp table).
-        con.execute(f"CREATE OR REPLACE TEMP VIEW hashed AS SELECT *, {h} AS _hash FROM cand")
-        row = con.execute("SELECT count(*) FROM cand").fetchone()
-        kept = int(row[0]) if row else 0
-        return int(table.num_rows) - kept
+        numbered = table.add_column(0, "_seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        con.register("chunk", numbered)
+        try:
+            rows = con.execute(
+                f"SELECT *, {record} AS _canon FROM (SELECT _seq, {key_sql} AS _local_key, "
+                f"{op_sql} AS _op, {'TRUE' if has_payload else 'FALSE'} AS _has_payload, "
+                f"{updated_sql} AS _source_updated_at, ?::TIMESTAMPTZ AS _extracted_at{cols} "
+                f"FROM chunk WHERE {not_null})",
+                [now_utc()],
+            ).fetch_arrow_table()
+        finally:
+            con.unregister("chunk")
+        digests = sha256_each(rows.column("_canon"))
+        rows = rows.drop_columns(["_canon"])
+        rows = rows.add_column(META.index("_hash"), "_hash", hex_column(digests))
+        return _Hashed(rows, digests, table.num_rows - rows.num_rows)
 
-    def _select(self, payload: list[tuple[str, ColumnKind]], ki: str | None) -> pa.Table:
-        """Rows of ``hashed`` (those the key index does not already have, if ``ki``), renumbered."""
-        cols = "".join(", h." + _q(n) for n, _ in payload)
-        join = (
-            f" LEFT JOIN {ki} k ON k.local_key = h._local_key WHERE k.hash IS DISTINCT FROM h._hash"
-            if ki
-            else ""
-        )
-        return self.state.con.execute(
-            "SELECT (row_number() OVER (ORDER BY h._seq) - 1)::BIGINT AS _seq, h._local_key, "
-            "h._op, h._has_payload, h._source_updated_at, h._extracted_at, h._hash"
-            f"{cols} FROM hashed h{join} ORDER BY _seq"
-        ).fetch_arrow_table()
+    def _select(self, hashed: _Hashed, ki: str | None) -> _Hashed:
+        """The rows the key index does not already hold (all if ``ki`` is None), in read
+        order, ``_seq`` renumbered from 0."""
+        table, digests = hashed.rows, hashed.digests
+        if ki is not None:
+            con = self.state.con
+            probe = pa.table(
+                {
+                    "_pos": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+                    "_seq": table.column("_seq"),
+                    "_local_key": table.column("_local_key"),
+                    "_hash": table.column("_hash"),
+                }
+            )
+            con.register("probe", probe)
+            try:
+                keep = con.execute(
+                    f"SELECT h._pos FROM probe h LEFT JOIN {ki} k ON k.local_key = h._local_key "
+                    "WHERE k.hash IS DISTINCT FROM h._hash ORDER BY h._seq"
+                ).fetch_arrow_table()
+            finally:
+                con.unregister("probe")
+            positions = keep.column(0).to_numpy()
+        else:
+            positions = np.argsort(table.column("_seq").to_numpy(), kind="stable")
+        if len(positions) != table.num_rows or not np.array_equal(
+            positions, np.arange(len(positions))
+        ):
+            table = table.take(pa.array(positions))
+            digests = (
+                np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)[positions].tobytes()
+            )
+        table = table.set_column(0, "_seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        return _Hashed(table, digests, hashed.dropped)
 
     def _changed(
         self,
@@ -361,13 +397,14 @@ class Extractor:
         payload: list[tuple[str, ColumnKind]],
         ki: str,
         run: TableRun,
-    ) -> pa.Table:
-        run.skipped_null_keys += self._hash(chunk, system, spec, payload, key_cols=key_cols)
-        return self._select(payload, ki)
+    ) -> _Hashed:
+        hashed = self._hash(chunk, system, spec, payload, key_cols=key_cols)
+        run.skipped_null_keys += hashed.dropped
+        return self._select(hashed, ki)
 
     def _spool(
         self,
-        batch: pa.Table,
+        hashed: _Hashed,
         system: str,
         spec: SourceTable,
         payload: list[tuple[str, ColumnKind]],
@@ -376,10 +413,12 @@ class Extractor:
         watermark: tuple[RowFilter | None, str | int | None],
     ) -> None:
         where, high = watermark
+        batch = hashed.rows
         seq = self.state.next_seq()
         track_col = spec.track.column if spec.track is not None and where is not None else None
         packed = pack_batch(
             batch,
+            digests=hashed.digests,
             hospital_id=self.hospital_id,
             system=system,
             source_table=spec.name,
@@ -424,6 +463,7 @@ class Extractor:
         finally:
             con.unregister("sent_batch")
         self.crash_point("batch-committed")
+        self.on_spooled()
         run.batches.append(packed)
         run.records += packed.rows
         run.deletes += packed.manifest.deletes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable
 
 ENV = "MEDFABRIC_GATEWAY_CRASH_AT"
@@ -22,11 +23,14 @@ def crash_point_from_env() -> Callable[[str], None]:
         return lambda label: None
     target = int(raw)
     passed = 0
+    lock = threading.Lock()  # extraction and the background sender both pass points
 
     def point(label: str) -> None:
         nonlocal passed
-        passed += 1
-        if passed == target:
+        with lock:
+            passed += 1
+            hit = passed == target
+        if hit:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return point

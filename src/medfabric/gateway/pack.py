@@ -22,7 +22,12 @@ import pyarrow.parquet as pq
 from medfabric.crypto import PublicEncryptionKey, SigningKey, seal
 from medfabric.gateway.state import fsync_dir
 from medfabric.records import ColumnKind
-from medfabric.records.batch import BatchManifest, merkle_root_hex, pack_frame, sign_manifest
+from medfabric.records.batch import (
+    BatchManifest,
+    merkle_root_of_digests,
+    pack_frame,
+    sign_manifest,
+)
 
 PAYLOAD_FORMAT = "parquet-zstd"
 
@@ -55,6 +60,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
 def pack_batch(
     table: pa.Table,
     *,
+    digests: bytes,
     hospital_id: str,
     system: str,
     source_table: str,
@@ -69,13 +75,16 @@ def pack_batch(
 ) -> PackedBatch:
     """Write one batch frame into ``spool`` and return what the outbox records.
 
-    ``table`` holds the meta columns (``_seq`` … ``_hash``) and the payload ``columns``.
+    ``table`` holds the meta columns (``_seq`` … ``_hash``) and the payload ``columns``;
+    ``digests`` the rows' content hashes packed in ``_seq`` order (32 bytes each, the bytes of
+    the ``_hash`` column), from which the Merkle root is computed.
     ``watermark`` is (column, from, to) of the read, or Nones for a full or delete scan.
     """
     batch_id = new_batch_id(hospital_id, system, seq)
     payload = parquet_bytes(table)
     sealed = seal(region_key, payload, context=batch_id.encode("ascii"))
-    hashes = table.column("_hash").to_pylist()
+    if len(digests) != 32 * table.num_rows:
+        raise ValueError(f"{len(digests)} digest bytes for {table.num_rows} rows")
     ops = table.column("_op")
     deletes = int(pc.sum(pc.equal(ops, "delete")).as_py() or 0)
     manifest = BatchManifest(
@@ -92,7 +101,7 @@ def pack_batch(
         watermark_column=watermark[0],
         watermark_from=watermark[1],
         watermark_to=watermark[2],
-        merkle_root=merkle_root_hex(hashes),
+        merkle_root=merkle_root_of_digests(digests),
         payload_sha256=hashlib.sha256(sealed).hexdigest(),
         payload_format=PAYLOAD_FORMAT,
         created_at=created_at,

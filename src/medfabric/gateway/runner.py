@@ -79,6 +79,70 @@ def plan_systems(settings: Settings, hospital_id: str) -> list[SystemPlan]:
     return plans
 
 
+def _nothing() -> None:
+    return None
+
+
+class BackgroundSender:
+    """Sends the outbox from a thread while extraction spools, so that this process and the
+    receiver work at the same time (a cycle takes about the longer of the two, not their sum).
+
+    Ordering and the acknowledgement rules are those of :meth:`Uplink.send_pending`; each batch
+    is visible to the sender only once its outbox row is committed. After a failed send (the
+    receiver down, a back-off not yet due) the sender stops for this cycle and the batches wait
+    in the spool, as they would without it.
+    """
+
+    def __init__(self, uplink: Uplink, *, force: bool) -> None:
+        self.uplink = uplink
+        self.force = force
+        self.report = SendReport()
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gateway-sender", daemon=True)
+
+    def start(self) -> None:
+        """Start sending."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A batch was committed to the outbox."""
+        self._wake.set()
+
+    def finish(self) -> SendReport:
+        """No more batches are coming: send what is left, stop, and return the round's report.
+
+        Raises:
+            BaseException: whatever stopped the sender thread (re-raised here).
+        """
+        self._done.set()
+        self._wake.set()
+        self._thread.join()
+        self.uplink.state.close()
+        if self._error is not None:
+            raise self._error
+        return self.report
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                last_pass = self._done.is_set()  # every batch is committed before this pass
+                rep = self.uplink.send_pending(force=self.force)
+                self.report.sent += rep.sent
+                self.report.rows += rep.rows
+                self.report.quarantined += rep.quarantined
+                if rep.error is not None or rep.pending:
+                    self.report.error = rep.error
+                    return
+                if last_pass:
+                    return
+                self._wake.wait()
+        except BaseException as e:  # handed to finish()
+            self._error = e
+
+
 class Gateway:
     """One hospital's gateway: state, keys, readers, extractor, uplink."""
 
@@ -216,8 +280,17 @@ class Gateway:
     ) -> CycleReport:
         """Extract, send, fetch the downlink, write status."""
         started = time.monotonic()
-        report = self.extract(systems, full=full, deletes=deletes)
-        report.send = self.uplink.send_pending(force=force_send)
+        sender = BackgroundSender(self._thread_uplink(), force=force_send)
+        self.extractor.on_spooled = sender.wake
+        sender.start()
+        try:
+            report = self.extract(systems, full=full, deletes=deletes)
+        finally:
+            self.extractor.on_spooled = _nothing
+            report_send = sender.finish()
+        row = self.state.con.execute("SELECT count(*) FROM outbox").fetchone()
+        report_send.pending = int(row[0]) if row else 0
+        report.send = report_send
         if downlink:
             try:
                 report.downlink = self.uplink.fetch_downlink()
@@ -227,6 +300,19 @@ class Gateway:
         self.state.write_snapshot()
         report.seconds = time.monotonic() - started
         return report
+
+    def _thread_uplink(self) -> Uplink:
+        """An uplink for the background sender: its own state connection, the shared client."""
+        g = self.settings.gateway
+        return Uplink(
+            self.state.for_thread(),
+            receiver_url=g.receiver_url,
+            signing_key=self.uplink.signing_key,
+            region_verify_key=self.uplink.region_verify_key,
+            max_backoff=float(g.max_backoff),
+            client=self.uplink.client,
+            crash_point=self.crash_point,
+        )
 
     # --- the schedule ------------------------------------------------------------------------
 

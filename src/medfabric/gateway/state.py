@@ -27,8 +27,10 @@ sending, and the receiver's idempotent landing makes the effect exactly once.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,10 +133,27 @@ class GatewayState:
             ) from e
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(_SCHEMA)
+        self._owner = True
+        # Transactions of the threads sharing this state (extraction, the background sender)
+        # run one at a time: DuckDB would otherwise abort one of two concurrent writers.
+        self._write_lock = threading.RLock()
         self.recover()
 
+    def for_thread(self) -> GatewayState:
+        """The same state through a connection of its own, for use by another thread (the
+        background sender); its transactions are serialized with this one's. Closing it closes
+        only that connection."""
+        other = copy.copy(self)
+        other.con = self.con.cursor()
+        other.con.execute("SET TimeZone = 'UTC'")
+        other._owner = False
+        return other
+
     def close(self) -> None:
-        """Checkpoint and close."""
+        """Checkpoint and close (a :meth:`for_thread` view closes only its connection)."""
+        if not self._owner:
+            self.con.close()
+            return
         try:
             self.con.execute("CHECKPOINT")
         finally:
@@ -142,14 +161,15 @@ class GatewayState:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """BEGIN … COMMIT, ROLLBACK on any exception."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+        """BEGIN … COMMIT, ROLLBACK on any exception; one at a time across threads."""
+        with self._write_lock:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield self.con
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.con.execute("COMMIT")
 
     def recover(self) -> list[str]:
         """Delete spool files no ``outbox`` row owns (crash leftovers); returns their names."""

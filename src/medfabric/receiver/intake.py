@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -41,11 +42,12 @@ from medfabric.records import ColumnKind
 from medfabric.records.batch import (
     BatchError,
     BatchManifest,
-    merkle_root_hex,
+    merkle_root_of_digests,
     unpack_frame,
     verify_manifest,
 )
-from medfabric.records.sqlcanon import hash_sql
+from medfabric.records.digests import hex_column, sha256_each
+from medfabric.records.sqlcanon import record_sql
 from medfabric.warehouse import DuckDBEngine, OdsStore
 from medfabric.warehouse.ods import LandingBatch, LandingError, LandResult, ReplayError
 
@@ -218,8 +220,8 @@ class Intake:
         except SealError as e:
             raise Rejection("decrypt-failed", 400, str(e), batch_id=bid, hospital_id=hid) from None
         table = self._read_payload(payload, manifest)
-        self._check_hashes(table, manifest)
-        root = merkle_root_hex(table.column("_hash").to_pylist())
+        digests = self._check_hashes(table, manifest)
+        root = merkle_root_of_digests(digests)
         if root != manifest.merkle_root:
             raise Rejection(
                 "merkle-root-mismatch", 400, "Merkle root of the record hashes differs from the "
@@ -290,13 +292,18 @@ class Intake:
         deletes = int(pc.sum(pc.equal(table.column("_op"), "delete")).as_py() or 0)
         if deletes != m.deletes or table.num_rows - deletes != m.upserts:
             raise bad(f"payload has {deletes} deletes, the manifest says {m.deletes}")
+        in_order = pa.array(np.arange(table.num_rows, dtype=np.int64))
+        if pc.all(pc.equal(seq, in_order)).as_py() in (True, None):
+            return table  # the gateway writes rows in _seq order: no copy
         return table.sort_by("_seq")
 
-    def _check_hashes(self, table: pa.Table, m: BatchManifest) -> None:
+    def _check_hashes(self, table: pa.Table, m: BatchManifest) -> bytes:
+        """Recompute every record's canonical bytes (DuckDB) and SHA-256 (OpenSSL); each must
+        equal the row's ``_hash``. Returns the digests packed in ``_seq`` order."""
         updated_kind: ColumnKind = (
             "datetime_tz" if table.schema.field("_source_updated_at").type.tz else "datetime"
         )
-        sql = hash_sql(
+        sql = record_sql(
             hospital_id=m.hospital_id,
             system=m.system,
             table=m.table,
@@ -306,10 +313,7 @@ class Intake:
         con = self._hasher
         con.register("incoming", table)
         try:
-            row = con.execute(
-                f"SELECT _seq FROM (SELECT _seq, _hash, {sql} AS recomputed FROM incoming) "
-                "WHERE recomputed IS DISTINCT FROM _hash ORDER BY _seq LIMIT 1"
-            ).fetchone()
+            canon = con.execute(f"SELECT {sql} AS c FROM incoming").fetch_arrow_table()
         except duckdb.Error as e:
             raise Rejection(
                 "record-hash-mismatch", 400, f"a record cannot be canonicalized: {e}",
@@ -317,11 +321,21 @@ class Intake:
             ) from None  # fmt: skip
         finally:
             con.unregister("incoming")
-        if row is not None:
+        if canon.num_rows != table.num_rows:
             raise Rejection(
-                "record-hash-mismatch", 400, f"record _seq={row[0]}: its hash does not match its "
+                "record-hash-mismatch", 400, "canonical bytes were not produced for every record",
+                batch_id=m.batch_id, hospital_id=m.hospital_id,
+            )  # fmt: skip
+        digests = sha256_each(canon.column(0))
+        same = pc.equal(hex_column(digests), table.column("_hash").combine_chunks())
+        if not pc.all(pc.fill_null(same, False)).as_py():
+            first = int(pc.index(pc.fill_null(same, False), False).as_py())
+            seq = table.column("_seq")[first].as_py()
+            raise Rejection(
+                "record-hash-mismatch", 400, f"record _seq={seq}: its hash does not match its "
                 "values", batch_id=m.batch_id, hospital_id=m.hospital_id,
             )  # fmt: skip
+        return digests
 
 
 def open_intake(

@@ -36,7 +36,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from hashlib import sha256
 from typing import Any, Final
 
 from medfabric.crypto import merkle
@@ -63,6 +62,7 @@ __all__ = [
     "BatchError",
     "BatchManifest",
     "merkle_root_hex",
+    "merkle_root_of_digests",
     "open_payload",
     "pack_frame",
     "seal_payload",
@@ -556,7 +556,15 @@ def merkle_root_hex(hashes_hex: Sequence[str]) -> str:
                 "bad-hash",
                 f"content hash {i} is not 64 lowercase hex digits",
             )
-    raw = bytes.fromhex(joined)
-    prefix = b"\x00"
-    leaves = [sha256(prefix + raw[i : i + 32]).digest() for i in range(0, len(raw), 32)]
-    return merkle.root_from_leaf_hashes(leaves).hex()
+    return merkle_root_of_digests(bytes.fromhex(joined))
+
+
+def merkle_root_of_digests(digests: bytes) -> str:
+    """:func:`merkle_root_hex` of content hashes given raw and packed: 32 bytes per row, in
+    ``_seq`` order (what ``records.digests.sha256_each`` returns).
+
+    Raises:
+        BatchError: ``bad-hash`` if the length is not a multiple of 32.
+    """
+    _need(len(digests) % 32 == 0, "bad-hash", f"{len(digests)} bytes are not whole digests")
+    return merkle.root_of_packed_leaves(digests, 32).hex()
