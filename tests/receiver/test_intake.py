@@ -1,7 +1,7 @@
 """The receiver refuses every tampered or bad batch with a recorded reason and a 4xx, and ODS
 stays untouched: one payload byte changed, a record changed (with and without its hash
 recomputed, the Merkle root left alone), a wrong key, a replayed batch id, a truncated body,
-an oversized body, malformed Parquet, a payload for another region's key.
+an oversized body, a malformed payload, a payload for another region's key.
 
 The bad batches are built from real frames a gateway spooled (``Gateway.extract``), re-sealed
 and re-signed with the region's and hospital's real keys where the case needs an authentic
@@ -21,14 +21,12 @@ from typing import Any
 import duckdb
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from tests.gateway.kit import Env, copy_region, gateway
 
 from medfabric.crypto import EncryptionKey, SigningKey, open_sealed, seal
 from medfabric.crypto.sealing import OVERHEAD
-from medfabric.gateway.pack import parquet_bytes
 from medfabric.receiver import Intake, Rejection, build_app
 from medfabric.records.batch import (
     SIGNATURE_DOMAIN,
@@ -39,6 +37,7 @@ from medfabric.records.batch import (
     unpack_frame,
 )
 from medfabric.records.keyring import Keyring
+from medfabric.records.payload import read_payload, write_payload
 from medfabric.records.sqlcanon import hash_sql
 from medfabric.warehouse import OdsStore
 
@@ -140,7 +139,7 @@ def _table(spool: Spool, frame: bytes) -> pa.Table:
     """The frame's payload, opened with the region's key."""
     m, _, sealed = _parts(frame)
     payload = open_sealed(spool.region_key, sealed, context=m.batch_id.encode())
-    table = pq.read_table(pa.BufferReader(payload))
+    table = read_payload(payload, "arrow-ipc-zstd")
     assert table.column("_seq").to_pylist() == list(range(table.num_rows))
     return table
 
@@ -160,7 +159,8 @@ def _reseal(spool: Spool, frame: bytes, table: pa.Table, **changes: Any) -> byte
     the region and re-signed by the hospital: authentic except for what ``table`` changed."""
     m, _, _ = _parts(frame)
     batch_id = changes.get("batch_id", m.batch_id)
-    sealed = _seal(spool, parquet_bytes(table), batch_id)
+    fmt = changes.get("payload_format", m.payload_format)
+    sealed = _seal(spool, write_payload(table, fmt), batch_id)
     return _frame(m, sealed, spool.hospital_key, **changes)
 
 
@@ -412,7 +412,7 @@ def test_unregistered_hospital(spool: Spool, rx: Receiver) -> None:
 def test_payload_sealed_for_another_region_key(spool: Spool, rx: Receiver) -> None:
     frame = spool.frames[TABLE]
     m, _, _ = _parts(frame)
-    payload = parquet_bytes(_table(spool, frame))
+    payload = write_payload(_table(spool, frame))
     elsewhere = EncryptionKey.generate().public_key
     sealed = seal(elsewhere, payload, context=m.batch_id.encode())
     # The manifest says so: refused before any decryption.
@@ -439,7 +439,7 @@ def test_replayed_batch(spool: Spool, rx: Receiver) -> None:
     _assert_rejected(rx, frame, 409, "duplicate-batch", batch_id=m.batch_id)
     # Another authentic batch (another table's rows) re-using the landed batch id.
     other_m, _, _ = _parts(spool.frames[OTHER_TABLE])
-    other = _seal(spool, parquet_bytes(_table(spool, spool.frames[OTHER_TABLE])), m.batch_id)
+    other = _seal(spool, write_payload(_table(spool, spool.frames[OTHER_TABLE])), m.batch_id)
     reused = _frame(other_m, other, spool.hospital_key, batch_id=m.batch_id)
     _assert_rejected(rx, reused, 409, "replayed-batch-id", batch_id=m.batch_id)
     # The same rows under a changed manifest (a later created_at) are a different batch too.
@@ -535,14 +535,21 @@ def test_oversized_body(spool: Spool, tmp_path: Path) -> None:
         _close(small)
 
 
+def test_a_parquet_payload_of_an_older_gateway_still_lands(spool: Spool, rx: Receiver) -> None:
+    frame = spool.frames[TABLE]
+    m, _, _ = _parts(frame)
+    older = _reseal(spool, frame, _table(spool, frame), payload_format="parquet-zstd")
+    assert _landed(rx, older)["landed"] == m.row_count
+
+
 def test_garbage_sealed_as_payload(spool: Spool, rx: Receiver) -> None:
     frame = spool.frames[TABLE]
     m, _, _ = _parts(frame)
-    garbage = _seal(spool, b"PAR1 not really parquet " * 40, m.batch_id)
+    garbage = _seal(spool, b"ARROW1 not really an IPC stream " * 40, m.batch_id)
     doc = _assert_rejected(
         rx, _frame(m, garbage, spool.hospital_key), 400, "malformed-payload", batch_id=m.batch_id
     )
-    assert "Parquet" in doc["detail"]
+    assert "not a readable arrow-ipc-zstd stream" in doc["detail"]
     empty = _seal(spool, b"", m.batch_id)
     _assert_rejected(
         rx, _frame(m, empty, spool.hospital_key), 400, "malformed-payload", batch_id=m.batch_id
@@ -554,7 +561,7 @@ def _retype(table: pa.Table, name: str, values: list[Any], type_: pa.DataType) -
     return table.set_column(i, pa.field(name, type_), pa.array(values, type=type_))
 
 
-def test_parquet_not_matching_the_manifest(spool: Spool, rx: Receiver) -> None:
+def test_payload_not_matching_the_manifest(spool: Spool, rx: Receiver) -> None:
     frame = spool.frames[TABLE]
     m, _, _ = _parts(frame)
     table = _table(spool, frame)

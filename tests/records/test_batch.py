@@ -76,7 +76,7 @@ def test_manifest_round_trip_and_form() -> None:
     assert BatchManifest.from_bytes(data) == manifest
     obj = json.loads(data)
     assert list(obj) == sorted(obj)
-    assert obj["v"] == 1 and obj["payload_format"] == "parquet-zstd"
+    assert obj["v"] == 1 and obj["payload_format"] == "arrow-ipc-zstd"
     assert obj["created_at"] == "2025-03-01T02:00:05.250000Z"
     assert obj["columns"][0] == ["JG_ID", "integer"]
     assert (

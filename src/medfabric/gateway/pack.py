@@ -1,4 +1,4 @@
-"""Packing a batch: Parquet (zstd) payload, manifest with the Merkle root, hospital signature,
+"""Packing a batch: Arrow IPC (zstd) payload, manifest with the Merkle root, hospital signature,
 payload sealed for the region, one wire frame written durably into the spool.
 
 Invariant: the frame file is complete and fsynced under its final name before this module
@@ -8,7 +8,6 @@ returns; the caller records it in the outbox afterwards (see ``state.py`` for th
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from medfabric.crypto import PublicEncryptionKey, SigningKey, seal
 from medfabric.gateway.state import fsync_dir
@@ -28,8 +26,7 @@ from medfabric.records.batch import (
     pack_frame,
     sign_manifest,
 )
-
-PAYLOAD_FORMAT = "parquet-zstd"
+from medfabric.records.payload import PAYLOAD_FORMAT, write_payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +45,6 @@ def new_batch_id(hospital_id: str, system: str, seq: int) -> str:
     """Unique forever: the sequence number plus 48 random bits (a crashed, never-sent batch may
     leave its sequence number to the next one)."""
     return f"{hospital_id}-{system}-{seq:09d}-{secrets.token_hex(6)}"
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """The payload: one Parquet file, zstd-compressed, statistics off (nothing to prune)."""
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", write_statistics=False)
-    return sink.getvalue()
 
 
 def pack_batch(
@@ -81,7 +71,7 @@ def pack_batch(
     ``watermark`` is (column, from, to) of the read, or Nones for a full or delete scan.
     """
     batch_id = new_batch_id(hospital_id, system, seq)
-    payload = parquet_bytes(table)
+    payload = write_payload(table)
     sealed = seal(region_key, payload, context=batch_id.encode("ascii"))
     if len(digests) != 32 * table.num_rows:
         raise ValueError(f"{len(digests)} digest bytes for {table.num_rows} rows")

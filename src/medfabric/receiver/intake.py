@@ -14,7 +14,7 @@ Order (cheap and unauthenticated checks first, decryption only for an authentic 
 | 7 | SHA-256 of the sealed payload equals the manifest's | ``payload-digest-mismatch`` | 400 |
 | 8 | batch id not landed before | ``duplicate-batch`` / ``replayed-batch-id`` | 409 |
 | 9 | payload decrypts | ``decrypt-failed`` | 400 |
-| 10 | Parquet with the manifest's columns, kinds, rows | ``malformed-payload`` | 400 |
+| 10 | payload readable, with the manifest's columns, kinds, rows | ``malformed-payload`` | 400 |
 | 11 | every record's hash recomputed from its values | ``record-hash-mismatch`` | 400 |
 | 12 | Merkle root of the hashes equals the manifest's | ``merkle-root-mismatch`` | 400 |
 | 13 | lands in one transaction | | 200 |
@@ -25,7 +25,6 @@ A rejected batch changes nothing in ODS; the rejection is recorded with its code
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from medfabric.crypto import EncryptionKey, SealError, VerifyKey, open_sealed
 from medfabric.records import ColumnKind
@@ -47,6 +45,7 @@ from medfabric.records.batch import (
     verify_manifest,
 )
 from medfabric.records.digests import hex_column, sha256_each
+from medfabric.records.payload import PayloadError, read_payload
 from medfabric.records.sqlcanon import record_sql
 from medfabric.warehouse import DuckDBEngine, OdsStore
 from medfabric.warehouse.ods import LandingBatch, LandingError, LandResult, ReplayError
@@ -263,9 +262,9 @@ class Intake:
             )
 
         try:
-            table = pq.read_table(io.BytesIO(payload))
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise bad(f"payload is not a readable Parquet file ({type(e).__name__})") from None
+            table = read_payload(payload, m.payload_format)
+        except PayloadError as e:
+            raise bad(str(e)) from None
         expected = [*META_TYPES, *(n for n, _ in m.columns)]
         if table.column_names != expected:
             raise bad(f"payload columns {table.column_names[:12]} differ from the manifest's")

@@ -50,6 +50,7 @@ from medfabric.crypto.keys import (
 from medfabric.crypto.sealing import OVERHEAD, open_sealed, seal
 from medfabric.records.canonical import SYSTEMS, RecordError, _check_text
 from medfabric.records.canonical import _string as _json_string
+from medfabric.records.payload import PAYLOAD_FORMAT, PAYLOAD_FORMATS
 from medfabric.records.sqlcanon import COLUMN_KINDS, KEY_KINDS, ColumnKind
 
 __all__ = [
@@ -72,7 +73,6 @@ __all__ = [
 ]
 
 MANIFEST_VERSION: Final = 1
-PAYLOAD_FORMAT: Final = "parquet-zstd"
 SIGNATURE_DOMAIN: Final = b"medfabric/batch-manifest/v1\x00"
 FRAME_MAGIC: Final = b"MFB1"
 MAX_MANIFEST_SIZE: Final = 1 << 20
@@ -204,7 +204,8 @@ class BatchManifest:
         created_at: when the gateway built the batch; aware, stored in UTC.
         region_key: fingerprint of the region's X25519 public key the payload is sealed for.
         signer: fingerprint of the hospital's Ed25519 verify key.
-        payload_format: ``parquet-zstd``.
+        payload_format: ``arrow-ipc-zstd`` (or ``parquet-zstd``, still read); see
+            :mod:`medfabric.records.payload`.
         v: the manifest version, 1.
 
     Raises:
@@ -260,9 +261,9 @@ class BatchManifest:
         _check_pattern(self.signer, "signer", _HEX32, "a key fingerprint (32 hex)")
         _check_str(self.payload_format, "payload_format")
         _need(
-            self.payload_format == PAYLOAD_FORMAT,
+            self.payload_format in PAYLOAD_FORMATS,
             "bad-value",
-            f"payload_format must be {PAYLOAD_FORMAT!r}",
+            f"payload_format must be one of {', '.join(PAYLOAD_FORMATS)}",
         )
 
     def _check_columns(self) -> None:
