@@ -287,7 +287,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=Path("bench/out/ingest"))
-    ap.add_argument("--batch-rows", type=int, default=50_000, help="[gateway] batch_rows")
+    ap.add_argument("--batch-rows", type=int, default=125_000, help="[gateway] batch_rows")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="cProfile the headline cycle")
     args = ap.parse_args()

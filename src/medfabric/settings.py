@@ -134,7 +134,7 @@ class GatewaySection(_Strict):
     receiver_url: str = "http://127.0.0.1:8470"
     dir: Path = Path("var/gateway")
     keys_dir: Path = Path("var/keys")
-    batch_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
+    batch_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 125_000
     interval: Seconds = 60
     overlap: Seconds = 300
     delete_scan_every: Seconds = 3600
