@@ -35,7 +35,7 @@ from medfabric.gateway.sources import RowFilter, SourceColumn, SourceError, Sour
 from medfabric.gateway.state import GatewayState, now_utc
 from medfabric.records import ColumnKind, RecordError, decode_source_text
 from medfabric.records.digests import DIGEST_SIZE, hex_column, sha256_each
-from medfabric.records.sqlcanon import canonical_select, local_key_sql
+from medfabric.records.sqlcanon import local_key_sql, record_sql
 from medfabric.records.sqlcanon import quote_ident as _q
 from medfabric.records.sqlcanon import sql_literal as _lit
 from medfabric.standards.sources import SourceTable
@@ -329,21 +329,21 @@ class Extractor:
         not_null = (
             " AND ".join(f"{_q(c.name)} IS NOT NULL" for c in key_cols) or "_local_key IS NOT NULL"
         )
+        record = record_sql(
+            hospital_id=self.hospital_id,
+            system=system,
+            table=spec.name,
+            columns=payload,
+            updated_kind=updated_kind,
+        )
         numbered = table.add_column(0, "_seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
         con.register("chunk", numbered)
         try:
             rows = con.execute(
-                canonical_select(
-                    f"(SELECT _seq, {key_sql} AS _local_key, {op_sql} AS _op, "
-                    f"{'TRUE' if has_payload else 'FALSE'} AS _has_payload, "
-                    f"{updated_sql} AS _source_updated_at, ?::TIMESTAMPTZ AS _extracted_at{cols} "
-                    f"FROM chunk WHERE {not_null})",
-                    hospital_id=self.hospital_id,
-                    system=system,
-                    table=spec.name,
-                    columns=payload,
-                    updated_kind=updated_kind,
-                ),
+                f"SELECT *, {record} AS _canon FROM (SELECT _seq, {key_sql} AS _local_key, "
+                f"{op_sql} AS _op, {'TRUE' if has_payload else 'FALSE'} AS _has_payload, "
+                f"{updated_sql} AS _source_updated_at, ?::TIMESTAMPTZ AS _extracted_at{cols} "
+                f"FROM chunk WHERE {not_null})",
                 [now_utc()],
             ).fetch_arrow_table()
         finally:

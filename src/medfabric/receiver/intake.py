@@ -46,7 +46,7 @@ from medfabric.records.batch import (
 )
 from medfabric.records.digests import hex_column, sha256_each
 from medfabric.records.payload import PayloadError, read_payload
-from medfabric.records.sqlcanon import canonical_select
+from medfabric.records.sqlcanon import record_sql
 from medfabric.warehouse import DuckDBEngine, OdsStore
 from medfabric.warehouse.ods import LandingBatch, LandingError, LandResult, ReplayError
 
@@ -302,8 +302,7 @@ class Intake:
         updated_kind: ColumnKind = (
             "datetime_tz" if table.schema.field("_source_updated_at").type.tz else "datetime"
         )
-        sql = canonical_select(
-            "incoming",
+        sql = record_sql(
             hospital_id=m.hospital_id,
             system=m.system,
             table=m.table,
@@ -313,7 +312,7 @@ class Intake:
         con = self._hasher
         con.register("incoming", table)
         try:
-            canon = con.execute(f"SELECT _canon FROM ({sql})").fetch_arrow_table()
+            canon = con.execute(f"SELECT {sql} AS c FROM incoming").fetch_arrow_table()
         except duckdb.Error as e:
             raise Rejection(
                 "record-hash-mismatch", 400, f"a record cannot be canonicalized: {e}",

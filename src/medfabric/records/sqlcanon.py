@@ -42,14 +42,11 @@ __all__ = [
     "COLUMN_KINDS",
     "KEY_KINDS",
     "META_COLUMNS",
-    "PAYLOAD_DRAFT",
     "ColumnKind",
-    "canonical_select",
     "hash_sql",
     "kind_of_duckdb_type",
     "local_key_sql",
     "local_key_text",
-    "payload_draft_sql",
     "record_sql",
 ]
 
@@ -310,7 +307,6 @@ def record_sql(
     table: str,
     columns: Sequence[tuple[str, ColumnKind]],
     updated_kind: ColumnKind = "datetime",
-    draft: bool = False,
 ) -> str:
     """A DuckDB expression (VARCHAR): each batch row's canonical bytes (docs/canonical.md).
 
@@ -328,9 +324,6 @@ def record_sql(
         updated_kind: the kind of ``_source_updated_at``: ``datetime`` for a naive TIMESTAMP
             (the source's wall clock) or ``datetime_tz`` for a TIMESTAMPTZ (change times with
             a known offset, such as epoch columns; written in UTC with ``Z``).
-        draft: read the payload from column :data:`PAYLOAD_DRAFT`, which the caller selects
-            with :func:`payload_draft_sql` in an inner query (about twice as fast for string
-            columns; the result is the same). See :func:`canonical_select`.
 
     Returns:
         SQL text such that ``SELECT <it> FROM batch`` gives, per row, the UTF-8 text of
@@ -364,13 +357,6 @@ def record_sql(
             _value_sql(kind, quote_ident(name), f"payload column {name!r}"),
         ]
     payload = f"concat({', '.join(pieces)}, '}}')" if pieces else "'{}'"
-    if draft and pieces:
-        # The draft is exact unless DuckDB escaped a character in its own way; every such
-        # escape starts with \u00 (and so does literal text like a backslash before u0041,
-        # which merely takes the exact, slower path).
-        payload = (
-            f"CASE WHEN contains({PAYLOAD_DRAFT}, '\\u00') THEN {payload} ELSE {PAYLOAD_DRAFT} END"
-        )
 
     local_key = (
         "CASE WHEN _local_key IS NULL OR _local_key = '' "
@@ -408,86 +394,6 @@ def record_sql(
         sql_literal(tail),
     ]
     return "concat(" + ", ".join(parts) + ")"
-
-
-PAYLOAD_DRAFT: Final = "_mf_payload_draft"
-"""The column :func:`payload_draft_sql` is selected as, for ``record_sql(..., draft=True)``."""
-
-_DRAFT_RUN: Final = 50  # string columns per json_object call
-
-
-def payload_draft_sql(columns: Sequence[tuple[str, ColumnKind]]) -> str:
-    """A DuckDB expression (VARCHAR): a row's payload object, fast and nearly canonical.
-
-    Runs of consecutive string columns (in canonical key order) are written by one
-    ``json_object`` call each instead of one ``to_json`` per value; the other kinds as in
-    :func:`record_sql`. The text equals the canonical payload except where DuckDB escapes a
-    control character with uppercase hex, which ``record_sql(..., draft=True)`` detects (any
-    ``\\u00`` in the draft) and redoes exactly. Evaluating it fails as :func:`record_sql` does
-    for values the format refuses.
-
-    Raises:
-        RecordError: a column name or kind is invalid.
-    """
-    checked = _check_columns(columns, "payload columns", COLUMN_KINDS)
-    checked.sort(key=lambda entry: entry[0])
-    members: list[str] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            pairs = ", ".join(run)
-            # json_object writes {"k":v,...}; the braces go (a value ends in " or l, a key
-            # starts with ", so only the object's own braces are trimmed).
-            members.append(f"rtrim(ltrim(json_object({pairs})::VARCHAR, '{{'), '}}')")
-            run.clear()
-
-    for name, kind in checked:
-        if kind == "string":
-            run.append(f"{sql_literal(name)}, {quote_ident(name)}")
-            if len(run) == _DRAFT_RUN:
-                flush()
-            continue
-        flush()
-        members.append(
-            f"concat({sql_literal(_json_string(name) + ':')}, "
-            f"{_value_sql(kind, quote_ident(name), f'payload column {name!r}')})"
-        )
-    flush()
-    if not members:
-        return "'{}'"
-    return "concat('{', " + ", ',', ".join(members) + ", '}')"
-
-
-def canonical_select(
-    source: str,
-    *,
-    hospital_id: str,
-    system: str,
-    table: str,
-    columns: Sequence[tuple[str, ColumnKind]],
-    updated_kind: ColumnKind = "datetime",
-    alias: str = "_canon",
-) -> str:
-    """``SELECT *, <canonical bytes> AS alias FROM (source)``, fast: the payload draft is
-    computed once in an inner query and read by ``record_sql(..., draft=True)``.
-
-    ``source`` is a table name or a parenthesized subquery holding the meta columns and the
-    payload ``columns``; the result has all of its columns plus ``alias``.
-    """
-    record = record_sql(
-        hospital_id=hospital_id,
-        system=system,
-        table=table,
-        columns=columns,
-        updated_kind=updated_kind,
-        draft=True,
-    )
-    draft = payload_draft_sql(columns)
-    return (
-        f"SELECT * EXCLUDE ({PAYLOAD_DRAFT}), {record} AS {quote_ident(alias)} "
-        f"FROM (SELECT *, {draft} AS {PAYLOAD_DRAFT} FROM {source})"
-    )
 
 
 def hash_sql(
