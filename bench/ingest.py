@@ -251,6 +251,12 @@ class Receiver:
                     return int(line.split()[1]) * 1024
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the receiver process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down, the intake closes
@@ -260,6 +266,11 @@ class Receiver:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ods_table_of(status: dict[str, Any], hospital: str) -> str:
@@ -334,11 +345,17 @@ def main() -> None:
     try:
         # 1. The headline: one full cycle of H01.
         gw = Gateway(settings, "H01")
+        cpu0 = (_own_cpu(), receiver.cpu_seconds())
         t0 = time.perf_counter()
         report, profile_text = profiled(
             lambda: gw.cycle(force_send=True, downlink=False), args.profile
         )
         t_e2e = time.perf_counter() - t0
+        cpu_gw, cpu_rx = _own_cpu() - cpu0[0], receiver.cpu_seconds() - cpu0[1]
+        print(
+            f"H01 cycle CPU: gateway {cpu_gw:.1f} s, receiver {cpu_rx:.1f} s "
+            f"({(cpu_gw + cpu_rx) / (t_e2e * (os.cpu_count() or 1)):.0%} of the machine)"
+        )
         assert not report.errors, report.errors
         assert report.records == n, f"H01 spooled {report.records} records, expected {n}"
         assert report.send.rows == n and report.send.pending == 0, report.send
@@ -425,6 +442,7 @@ def main() -> None:
             "ceiling_rows_per_s": ceiling_rate,
             "ceiling_peak_rss_bytes": ceiling_rss,
             "e2e_s": t_e2e,
+            "e2e_cpu_s": {"gateway": cpu_gw, "receiver": cpu_rx},
             "e2e_records_per_s": e2e_rate,
             "e2e_ratio_to_ceiling": ratio,
             "split_extract_s": t_extract,
