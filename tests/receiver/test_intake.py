@@ -550,6 +550,13 @@ def test_garbage_sealed_as_payload(spool: Spool, rx: Receiver) -> None:
         rx, _frame(m, garbage, spool.hospital_key), 400, "malformed-payload", batch_id=m.batch_id
     )
     assert "not a readable arrow-ipc-zstd stream" in doc["detail"]
+    # Malformed Parquet, for a manifest of the older format.
+    garbage = _seal(spool, b"PAR1 not really parquet " * 40, m.batch_id)
+    doc = _assert_rejected(
+        rx, _frame(m, garbage, spool.hospital_key, payload_format="parquet-zstd"), 400,
+        "malformed-payload", batch_id=m.batch_id,
+    )  # fmt: skip
+    assert "not a readable parquet-zstd stream" in doc["detail"]
     empty = _seal(spool, b"", m.batch_id)
     _assert_rejected(
         rx, _frame(m, empty, spool.hospital_key), 400, "malformed-payload", batch_id=m.batch_id
