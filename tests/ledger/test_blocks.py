@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.ledger.kit import (
+    CHAIN,
+    INST_KEYS,
+    INSTITUTIONS,
+    QUORUM,
+    REPLICA_KEYS,
+    REPLICAS,
+    certify,
+    entry,
+    h,
+    make_block,
+    tx,
+)
 
 from medfabric.crypto.keys import SigningKey, VerifyKey
 from medfabric.crypto.merkle import leaf_hash
@@ -19,7 +31,6 @@ from medfabric.ledger.blocks import (
     Block,
     BlockError,
     BlockHeader,
-    CommitSig,
     Entry,
     EntryIndex,
     EntryProof,
@@ -47,51 +58,6 @@ from medfabric.ledger.blocks import (
     verify_tx,
 )
 from medfabric.ledger.messages import InvalidMessage, MalformedFrame
-
-CHAIN = "medfabric-test"
-REPLICA_KEYS = {f"node-{i}": SigningKey.from_bytes(bytes([i + 1]) * 32) for i in range(4)}
-REPLICAS: dict[str, VerifyKey] = {r: k.verify_key for r, k in REPLICA_KEYS.items()}
-QUORUM = 3
-INST_KEYS = {h: SigningKey.from_bytes(bytes([0x40 + i]) * 32) for i, h in enumerate(["h1", "h2"])}
-INSTITUTIONS: dict[str, VerifyKey] = {h: k.verify_key for h, k in INST_KEYS.items()}
-
-
-def h(n: int) -> bytes:
-    return hashlib.sha256(n.to_bytes(8, "big")).digest()
-
-
-def entry(n: int, patient: bytes = b"") -> Entry:
-    address = storage_address("h1", "HIS", "visits", f"k/{n}")
-    return Entry(h(n), EntryIndex(address, "visit", 1_700_000_000_000 + n, patient))
-
-
-def tx(numbers: list[int], institution: str = "h1", nonce: int = 0) -> NotarizeTx:
-    return sign_tx(
-        institution, nonce, [entry(n) for n in numbers], INST_KEYS[institution], chain_id=CHAIN
-    )
-
-
-def certify(header: BlockHeader, signers: list[str]) -> tuple[CommitSig, ...]:
-    return tuple(
-        sign_block(header, REPLICA_KEYS[r], replica=r, chain_id=CHAIN) for r in sorted(signers)
-    )
-
-
-def make_block(
-    previous: BlockHeader | None, txs: list[NotarizeTx], state: NotarizationState
-) -> Block:
-    height = 0 if previous is None else previous.height + 1
-    entries = [e for t in txs for e in t.entries]
-    header = BlockHeader(
-        height=height,
-        previous_hash=GENESIS_PREVIOUS_HASH if previous is None else block_hash(previous),
-        entries_root=entries_root(entries),
-        state_root=state.preview_root(entries, height),
-        view=0,
-        proposer="node-0",
-        time=1000 + height,
-    )
-    return Block(header, tuple(txs), certify(header, ["node-0", "node-1", "node-2"]))
 
 
 def check(block: Block, previous: BlockHeader | None, state_root: bytes) -> None:

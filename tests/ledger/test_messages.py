@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.ledger.kit import CLIENT_KEYS, KEYS, MESSAGE_CHAIN, OUTSIDER, REPLICA_KEYS, membership
 
 from medfabric.crypto.keys import SigningKey
 from medfabric.crypto.merkle import inclusion_proof, leaf_hash, root_from_leaf_hashes
@@ -54,20 +55,10 @@ from medfabric.ledger.messages import (
     signing_bytes,
 )
 
-CHAIN = "test-chain"
+CHAIN = MESSAGE_CHAIN
 MAX = 1 << 20
-# Fixed seeds: failures replay identically, and no test depends on the OS's randomness.
-REPLICA_KEYS = {f"node-{i}": SigningKey.from_bytes(bytes([i + 1]) * 32) for i in range(4)}
-CLIENT_KEYS = {name: SigningKey.from_bytes(bytes([0x40 + i]) * 32) for i, name in
-               enumerate(["clinic-a", "clinic-b"])}  # fmt: skip
-KEYS = {**REPLICA_KEYS, **CLIENT_KEYS}
-OUTSIDER = SigningKey.from_bytes(b"\x77" * 32)
-MEMBERS = Membership(
-    CHAIN,
-    {r: k.verify_key for r, k in REPLICA_KEYS.items()},
-    {c: k.verify_key for c, k in CLIENT_KEYS.items()},
-    log_window=8,
-)
+# Fixed seeds (tests/ledger/kit.py): failures replay identically.
+MEMBERS = membership(CHAIN, log_window=8)
 REPLICAS = sorted(REPLICA_KEYS)
 CLIENTS = sorted(CLIENT_KEYS)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
