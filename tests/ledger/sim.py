@@ -32,6 +32,7 @@ import hashlib
 import heapq
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from medfabric.crypto.keys import SigningKey
@@ -50,7 +51,13 @@ from medfabric.ledger.messages import (
     open_frame,
     sign,
 )
-from medfabric.ledger.replica import HashChainStateMachine, Ready, Replica, ReplicaConfig
+from medfabric.ledger.replica import (
+    HashChainStateMachine,
+    Ready,
+    Replica,
+    ReplicaConfig,
+    StateMachine,
+)
 
 _KEYS: dict[str, SigningKey] = {}
 
@@ -83,6 +90,7 @@ class SimClient:
     replies: dict[int, dict[str, bytes]] = field(default_factory=dict)
     accepted: dict[int, bytes] = field(default_factory=dict)
     reply_messages: list[Signed[Reply]] = field(default_factory=list)
+    operation: Callable[[str, int], bytes] | None = None  # (client, timestamp) → operation
 
     @property
     def done(self) -> bool:
@@ -92,7 +100,11 @@ class SimClient:
         if self.timestamp >= self.total:
             return None
         self.timestamp += 1
-        op = f"{self.id}/op{self.timestamp}".encode()
+        op = (
+            f"{self.id}/op{self.timestamp}".encode()
+            if self.operation is None
+            else self.operation(self.id, self.timestamp)
+        )
         return sign(
             Request(self.id, self.timestamp, op),
             key_for(self.id),
@@ -157,15 +169,27 @@ class Sim:
     may_lag: frozenset[str] = frozenset()  # correct, but not required to catch up (see tests)
     restart: dict[str, tuple[int, int]] = field(default_factory=dict)  # id → (down, back)
     corrupt_chunks: frozenset[str] = frozenset()
+    # The replicated service (HashChainStateMachine by default) and the clients' operations.
+    service: Callable[[Membership], StateMachine] | None = None
+    operation: Callable[[str, int], bytes] | None = None
+
+    def new_service(self) -> StateMachine:
+        """A fresh service for a replica (at start or restart)."""
+        return HashChainStateMachine() if self.service is None else self.service(self.membership)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.membership = make_membership(self.n, self.clients, log_window=self.log_window)
         self.replicas = {
-            rid: Replica(self.config, self.membership, rid, key_for(rid))
+            rid: Replica(
+                self.config, self.membership, rid, key_for(rid), state_machine=self.new_service()
+            )
             for rid in self.membership.replica_ids
         }
-        self.client_list = {f"c{i}": SimClient(f"c{i}", self.requests) for i in range(self.clients)}
+        self.client_list = {
+            f"c{i}": SimClient(f"c{i}", self.requests, operation=self.operation)
+            for i in range(self.clients)
+        }
         self.now = 0
         self._counter = 0
         self._queue: list[tuple[int, int, str, Signed[Message]]] = []
@@ -323,7 +347,13 @@ class Sim:
             if self.now >= back and rid not in self._restarted:
                 # A restart that lost everything: a new, empty replica with the same key.
                 self._restarted.add(rid)
-                self.replicas[rid] = Replica(self.config, self.membership, rid, key_for(rid))
+                self.replicas[rid] = Replica(
+                    self.config,
+                    self.membership,
+                    rid,
+                    key_for(rid),
+                    state_machine=self.new_service(),
+                )
                 self.executed[rid], self.restored[rid] = [], []
         self._client_retries()
         for rid, replica in self.replicas.items():

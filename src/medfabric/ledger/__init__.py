@@ -25,6 +25,7 @@ from medfabric.ledger.blocks import (
     verify_entry_proof,
     verify_tx,
 )
+from medfabric.ledger.chain import BuiltBlock, NotarizationService, TxResult
 from medfabric.ledger.messages import (
     REASONS,
     Checkpoint,
@@ -59,6 +60,8 @@ from medfabric.ledger.replica import (
     StableCheckpoint,
     StateMachine,
 )
+from medfabric.ledger.store import LedgerStore, StoreError
+from medfabric.ledger.transport import Transport, TransportError
 
 __all__ = [
     "REASONS",
@@ -113,4 +116,14 @@ __all__ += [
     "verify_block",
     "verify_entry_proof",
     "verify_tx",
+]
+
+__all__ += [
+    "BuiltBlock",
+    "LedgerStore",
+    "NotarizationService",
+    "StoreError",
+    "Transport",
+    "TransportError",
+    "TxResult",
 ]

@@ -45,6 +45,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
+from types import MappingProxyType
 from typing import ClassVar, TypeVar
 
 from medfabric.crypto.keys import SigningKey, VerifyKey
@@ -93,6 +94,7 @@ __all__ = [
     "decode_block",
     "decode_entry",
     "decode_entry_proof",
+    "decode_header",
     "decode_tx",
     "encode_block",
     "encode_entry",
@@ -519,6 +521,15 @@ def encode_header(header: BlockHeader) -> bytes:
     return w.getvalue()
 
 
+def decode_header(data: bytes) -> BlockHeader:
+    """Decode a block header, refusing anything but its canonical encoding.
+
+    Raises:
+        MalformedFrame: The bytes are not a canonical header.
+    """
+    return _decode(data, _read_header, encode_header)
+
+
 def encode_block(block: Block) -> bytes:
     """The canonical encoding of a block: header, transactions, certificate."""
     w = _Writer()
@@ -728,6 +739,31 @@ class NotarizationState:
     def locate(self, content_hash: bytes) -> Location | None:
         """Where ``content_hash`` was first notarized, or None."""
         return self._where.get(content_hash)
+
+    def locations(self) -> Mapping[bytes, Location]:
+        """Every notarized content hash and its first location (read-only view)."""
+        return MappingProxyType(self._where)
+
+    @classmethod
+    def from_locations(
+        cls, locations: Mapping[bytes, Location], height: int | None
+    ) -> NotarizationState:
+        """The state holding exactly ``locations``, last applied at ``height`` (a snapshot).
+
+        Raises:
+            LedgerError: A hash is not 32 bytes, or a location lies above ``height``.
+        """
+        state = cls()
+        for content_hash, loc in locations.items():
+            if not _hash_ok(content_hash):
+                raise LedgerError("a notarized hash is not 32 bytes")
+            if height is None or not 0 <= loc.height <= height or loc.position < 0:
+                raise LedgerError(f"location {loc} is not below height {height}")
+            state._where[content_hash] = loc
+            state._leaves[content_hash] = leaf_hash(_state_leaf(content_hash, loc))
+        state._height = height
+        state._root = None if locations else EMPTY_ROOT
+        return state
 
     def state_root(self) -> bytes:
         """The root over the mapping (see the class docstring)."""

@@ -186,6 +186,12 @@ class StateMachine(Protocol):
         """
         ...
 
+    def end_batch(self, view: int, seq: int) -> None:
+        """Every request of the committed batch ``seq`` (ordered in ``view``) was executed
+        (or skipped as stale); called once per batch, in ``seq`` order, empty batches
+        included. A service that groups its work by batch (a block per batch) closes it here."""
+        ...
+
 
 class HashChainStateMachine:
     """A minimal state machine: its state is a hash chain over the executed requests.
@@ -209,6 +215,9 @@ class HashChainStateMachine:
     def digest(self) -> bytes:
         """The current head of the chain."""
         return self._digest
+
+    def end_batch(self, view: int, seq: int) -> None:
+        """Nothing to do: the chain has no batch structure."""
 
     def snapshot(self) -> bytes:
         """The head, then each executed request (u32 length + encoding), oldest first.
@@ -823,6 +832,7 @@ class Replica:
             batch = found
             for signed in batch:
                 self._execute_one(signed.message, out)
+            self.state_machine.end_batch(pp.view, pp.seq)
             self.last_executed = pp.seq
             self._stalled = 0
             if self._fetch is not None and self._fetch.seq <= pp.seq:
