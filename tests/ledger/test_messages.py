@@ -21,6 +21,7 @@ from medfabric.ledger.messages import (
     NULL_DIGEST,
     REASONS,
     BadSignature,
+    BlockSignature,
     Checkpoint,
     Commit,
     FetchState,
@@ -158,6 +159,12 @@ def state_chunks(draw: st.DrawFn) -> Signed[StateChunk]:
     return signed(StateChunk(draw(u64), root, i, len(chunks), chunks[i], proof, draw(replicas)))
 
 
+@st.composite
+def block_signatures(draw: st.DrawFn) -> Signed[BlockSignature]:
+    sig = draw(st.binary(min_size=64, max_size=64))
+    return signed(BlockSignature(draw(u64), draw(digests), draw(replicas), sig))
+
+
 def certificate(view: int, seq: int, digest: bytes, voters: list[str]) -> PreparedCertificate:
     pp = signed(PrePrepare(view, seq, digest, None))
     return PreparedCertificate(pp, tuple(signed(Prepare(view, seq, digest, r)) for r in voters))
@@ -213,6 +220,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Signed[Any]]] = {
     "NewView": new_views(),
     "FetchState": fetches(),
     "StateChunk": state_chunks(),
+    "BlockSignature": block_signatures(),
 }
 any_signed = st.one_of(*STRATEGIES.values())
 
@@ -499,6 +507,49 @@ def test_state_chunks_must_prove_their_place() -> None:
         replace(good, proof=proof[:1]),
     ):
         assert reason(frame(signed(bad))) == "invalid"
+
+
+def test_a_block_signature_is_pinned_and_round_trips() -> None:
+    message = BlockSignature(7, b"\x22" * 32, "node-1", b"\x33" * 64)
+    expected = (
+        b"\x0b"
+        + (7).to_bytes(8, "big")
+        + b"\x00\x00\x00\x20" + b"\x22" * 32
+        + b"\x00\x00\x00\x06node-1"
+        + b"\x00\x00\x00\x40" + b"\x33" * 64
+    )  # fmt: skip
+    assert encode(message) == expected
+    assert decode(expected) == message
+    envelope = signed(message)
+    assert decode_signed(frame(envelope)) == envelope
+    assert accept(envelope) == envelope
+
+
+def test_a_block_signature_is_signed_by_its_replica() -> None:
+    message = BlockSignature(7, b"\x22" * 32, "node-1", b"\x33" * 64)
+    # Another replica relaying (re-signing) node-1's block signature does not pass as node-1's.
+    assert why(frame(signed(message, "node-2"))) == (
+        "invalid: BlockSignature may not be signed by 'node-2'"
+    )
+    assert reason(frame(signed(message, "node-1", key=REPLICA_KEYS["node-2"]))) == ("bad_signature")
+    assert reason(frame(signed(message, "clinic-a"))) == "unknown_sender"
+    assert reason(frame(signed(message, chain="other-chain"))) == "wrong_chain"
+    # Same fields under another type tag: the signature does not move.
+    moved = Signed(Commit(7, 0, b"\x22" * 32, "node-1"), "node-1", signed(message).signature, CHAIN)
+    assert reason(frame(moved)) == "bad_signature"
+
+
+def test_a_block_signature_needs_a_32_byte_hash_and_a_64_byte_signature() -> None:
+    good = BlockSignature(7, b"\x22" * 32, "node-1", b"\x33" * 64)
+    assert why(frame(signed(replace(good, block_hash=b"\x22" * 31)))) == (
+        "invalid: block_hash must be 32 bytes, got 31"
+    )
+    for size in (0, 63, 65):
+        assert why(frame(signed(replace(good, signature=b"\x33" * size)))) == (
+            f"invalid: signature must be 64 bytes, got {size}"
+        )
+    with pytest.raises(InvalidMessage, match="not a replica"):
+        replace(good, replica="clinic-a").validate_basic(MEMBERS)
 
 
 # --- membership -------------------------------------------------------------------------------

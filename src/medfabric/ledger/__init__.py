@@ -28,6 +28,7 @@ from medfabric.ledger.blocks import (
 from medfabric.ledger.chain import BuiltBlock, NotarizationService, TxResult
 from medfabric.ledger.messages import (
     REASONS,
+    BlockSignature,
     Checkpoint,
     Commit,
     FetchState,
@@ -50,6 +51,7 @@ from medfabric.ledger.messages import (
     open_frame,
     sign,
 )
+from medfabric.ledger.node import Node, NodeConfig, NodeError
 from medfabric.ledger.replica import (
     CommittedBatch,
     HashChainStateMachine,
@@ -119,8 +121,12 @@ __all__ += [
 ]
 
 __all__ += [
+    "BlockSignature",
     "BuiltBlock",
     "LedgerStore",
+    "Node",
+    "NodeConfig",
+    "NodeError",
     "NotarizationService",
     "StoreError",
     "Transport",

@@ -2,14 +2,15 @@
 
 Messages are frozen, slotted records named by phase: :class:`Request`, :class:`Reply`,
 :class:`PrePrepare`, :class:`Prepare`, :class:`Commit`, :class:`Checkpoint`, :class:`ViewChange`,
-:class:`NewView`, plus :class:`FetchState` / :class:`StateChunk` for state transfer. Every message
-travels inside a :class:`Signed` envelope; nothing else crosses the wire.
+:class:`NewView`, plus :class:`FetchState` / :class:`StateChunk` for state transfer and
+:class:`BlockSignature` for block certificates (a node message: it never enters the replica).
+Every message travels inside a :class:`Signed` envelope; nothing else crosses the wire.
 
 Encoding (one format for the wire and for signing; ``encode`` is a pure function):
 
-- Every message starts with a one-byte type tag (``Request`` 0x01 … ``StateChunk`` 0x0A, the
-  nested :class:`PreparedCertificate` 0x40, the :class:`Signed` envelope 0x7F), followed by its
-  fields in declaration order.
+- Every message starts with a one-byte type tag (``Request`` 0x01 … ``StateChunk`` 0x0A,
+  ``BlockSignature`` 0x0B, the nested :class:`PreparedCertificate` 0x40, the :class:`Signed`
+  envelope 0x7F), followed by its fields in declaration order.
 - Integers are unsigned 64-bit big-endian (views, sequence numbers, timestamps, chunk indexes).
 - Byte strings are a 32-bit big-endian length then the bytes; strings (ids, chain id) the same
   over their UTF-8 bytes; lists a 32-bit count then the items. Digests are byte strings too, so
@@ -66,12 +67,14 @@ from medfabric.crypto.keys import SigningKey, VerifyKey
 from medfabric.crypto.merkle import leaf_hash, verify_inclusion
 
 __all__ = [
+    "BLOCK_SIGNATURE_SIZE",
     "DIGEST_SIZE",
     "DOMAIN",
     "MAX_ID_BYTES",
     "NULL_DIGEST",
     "REASONS",
     "BadSignature",
+    "BlockSignature",
     "Checkpoint",
     "Commit",
     "EncodeError",
@@ -125,6 +128,9 @@ REASONS: tuple[str, ...] = (
     "invalid",
 )
 """Every ``FrameError.reason``, for metrics: one counter per reason."""
+
+BLOCK_SIGNATURE_SIZE = 64
+"""Ed25519: the length of a :class:`BlockSignature`'s block signature."""
 
 _U64_MAX = 2**64 - 1
 _U32_MAX = 2**32 - 1
@@ -668,6 +674,39 @@ class StateChunk:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BlockSignature:
+    """Replica ``replica``'s commit signature on the block header cut at ``height``.
+
+    Not a PBFT message: nodes exchange it to gather a block's commit certificate, and it never
+    enters :meth:`~medfabric.ledger.replica.Replica.step`. The envelope's signature
+    authenticates the sender; ``signature`` is the one that goes into the certificate (the
+    ``CommitSig.signature`` of ``blocks.py``), checked by the receiver against its own header.
+
+    Attributes:
+        height: The block's height.
+        block_hash: ``block_hash(header)`` of the header the replica signed.
+        replica: The signing replica; it also signs the envelope.
+        signature: The replica's Ed25519 signature over ``block_signing_bytes(chain, header)``.
+    """
+
+    TAG: ClassVar[int] = 0x0B
+    height: int
+    block_hash: bytes
+    replica: str
+    signature: bytes
+
+    def validate_basic(self, membership: Membership) -> None:
+        """Check the fields without any state. Raises :class:`InvalidMessage`."""
+        _nonneg(self.height, "height")
+        _digest_ok(self.block_hash, "block_hash")
+        _require(
+            len(self.signature) == BLOCK_SIGNATURE_SIZE,
+            f"signature must be {BLOCK_SIGNATURE_SIZE} bytes, got {len(self.signature)}",
+        )
+        _replica_ok(self.replica, membership)
+
+
 Message: TypeAlias = (
     Request
     | Reply
@@ -679,6 +718,7 @@ Message: TypeAlias = (
     | NewView
     | FetchState
     | StateChunk
+    | BlockSignature
 )
 """Any protocol message (what a :class:`Signed` envelope holds)."""
 
@@ -947,7 +987,7 @@ class _Writer:
             self.u64(m.seq)
             self.u64(m.chunk)
             self.ident(m.replica)
-        else:
+        elif isinstance(m, StateChunk):
             self.u64(m.seq)
             self.blob(m.state_digest)
             self.u64(m.chunk)
@@ -955,6 +995,11 @@ class _Writer:
             self.blob(m.data)
             self.items(m.proof, self.blob)
             self.ident(m.replica)
+        else:
+            self.u64(m.height)
+            self.blob(m.block_hash)
+            self.ident(m.replica)
+            self.blob(m.signature)
 
 
 class _Reader:
@@ -1060,6 +1105,8 @@ class _Reader:
             )
         if tag == FetchState.TAG:
             return FetchState(self.u64(), self.u64(), self.ident())
+        if tag == BlockSignature.TAG:
+            return BlockSignature(self.u64(), self.blob(), self.ident(), self.blob())
         return StateChunk(
             self.u64(),
             self.blob(),
@@ -1082,6 +1129,7 @@ _MESSAGE_TYPES: tuple[type[Any], ...] = (
     NewView,
     FetchState,
     StateChunk,
+    BlockSignature,
 )
 
 

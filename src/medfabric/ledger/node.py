@@ -1,0 +1,469 @@
+"""The node core: one PBFT replica on the network, with its store and its block certificates.
+
+A :class:`Node` wires the pure parts together on one asyncio event loop:
+
+- a :class:`~medfabric.ledger.replica.Replica` whose state machine is a
+  :class:`~medfabric.ledger.chain.NotarizationService`;
+- a :class:`~medfabric.ledger.store.LedgerStore` (one SQLite file);
+- a :class:`~medfabric.ledger.transport.Transport`, whose checked messages reach
+  :meth:`Node._on_message`.
+
+Message routing: a :class:`~medfabric.ledger.messages.BlockSignature` goes to the certificate
+collector and never to the replica (whose ``step`` would count it as ``unexpected``); every
+other message goes to ``replica.step``. A tick task calls ``replica.tick`` every
+``tick_seconds``.
+
+The Ready contract of ``replica.py`` is kept by :meth:`Node._handle`, synchronously, for each
+``Ready`` before the replica is called again (the event loop runs one callback at a time and
+``_handle`` never awaits):
+
+1. ``store.persist(ready.persist)``: durable before anything is sent. If it fails, nothing of
+   this ``Ready`` is sent (as if the messages were lost; the replica retransmits).
+2. ``transport.send`` for each ``Send``.
+3. The committed batches: the service has cut one header per batch; the node takes them
+   (``take_built``), signs each with ``sign_block`` and broadcasts a signed ``BlockSignature``.
+4. ``ready.stable_checkpoint`` (and ``ready.restored``) → ``store.save_checkpoint``.
+
+Certificates: per height the collector keeps this node's own header and the valid signatures
+on it. A signature is verified against the own header's hash with the signer's replica key; one
+that arrives before the own header is buffered (one per replica and height, and only for
+heights at most ``membership.log_window`` above the last header cut here, so the buffer holds
+at most ``n * log_window`` signatures). Once ``quorum`` (2f+1) valid signatures are in, the
+certificate is the ``quorum`` lowest signer ids, sorted: one canonical certificate per block
+whatever the arrival order. The block is checked with ``verify_block`` against the stored head
+and appended in height order; a certified block waits for its predecessor. Own signatures are
+re-broadcast every ``retransmit_every`` ticks while their block is not stored here, and
+``retransmit_rounds`` more times after, so that a lost frame does not leave a peer short of a
+quorum for ever.
+
+SQLite writes (persist, append, checkpoints) run inline on the event loop: each is one short
+transaction, and running them inline is what keeps "persist, then send" ordered without locks.
+
+Errors: I/O errors (store, transport) are logged and counted, never raised out of the handler
+or the tick loop; a local bug in the tick loop is logged with its traceback and the loop goes
+on. Errors raised in the message handler are counted by the transport (``handler_errors``).
+
+Known gaps (not built yet):
+
+- Block sync: after ``ready.restored`` (state transfer) the blocks up to the restored
+  checkpoint must be fetched from other nodes. The node logs it and keeps certifying later
+  blocks, which wait in memory for their predecessors until block sync exists.
+- Restart recovery: a node starts from an empty replica and service; the persisted messages
+  and stored blocks of an earlier run are not replayed into them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from medfabric.crypto.keys import SigningKey
+from medfabric.ledger.blocks import (
+    Block,
+    BlockError,
+    BlockHeader,
+    CommitSig,
+    block_hash,
+    block_signing_bytes,
+    sign_block,
+    verify_block,
+)
+from medfabric.ledger.chain import BuiltBlock, NotarizationService
+from medfabric.ledger.messages import (
+    BlockSignature,
+    LedgerError,
+    Membership,
+    Message,
+    Signed,
+    sign,
+)
+from medfabric.ledger.replica import Ready, Replica, ReplicaConfig
+from medfabric.ledger.store import LedgerStore
+from medfabric.ledger.transport import Transport
+
+__all__ = ["METRICS", "Node", "NodeConfig", "NodeError"]
+
+logger = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = (
+    "blocks_appended",
+    "signatures_received",
+    "signatures_invalid",
+    "signatures_ignored",
+    "block_errors",
+    "store_errors",
+    "send_errors",
+    "tick_errors",
+)
+"""The node's own counters (``Node.metrics`` adds the transport's as ``transport.<name>``)."""
+
+
+class NodeError(LedgerError):
+    """A node is misconfigured or used in the wrong state."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one node needs to run.
+
+    Attributes:
+        node_id: This node's replica id in ``membership``.
+        signing_key: Its key; the verify key must be the membership's key for ``node_id``.
+        membership: The chain's members (``chain_id`` names the store's chain too).
+        listen: ``(host, port)`` to listen on; port 0 picks a free port.
+        peers: Other replica id → ``(host, port)``; more can be added with
+            ``node.transport.set_peer``.
+        store_path: The node's SQLite file (created if missing).
+        replica: Batching, checkpoint and timer tuning (timers count ticks).
+        tick_seconds: Seconds between two ``replica.tick()`` calls.
+
+    Raises:
+        NodeError: ``node_id`` is not a replica, the key does not match,
+            ``replica.checkpoint_interval`` exceeds ``membership.log_window``, or
+            ``tick_seconds`` is not positive.
+    """
+
+    node_id: str
+    signing_key: SigningKey
+    membership: Membership
+    listen: tuple[str, int]
+    peers: Mapping[str, tuple[str, int]]
+    store_path: Path
+    replica: ReplicaConfig = field(default_factory=ReplicaConfig)
+    tick_seconds: float = 0.05
+
+    def __post_init__(self) -> None:
+        known = self.membership.replicas.get(self.node_id)
+        if known is None:
+            raise NodeError(f"node_id {self.node_id!r} is not a replica of the membership")
+        if known.to_bytes() != self.signing_key.verify_key.to_bytes():
+            raise NodeError(f"signing_key is not the membership's key for {self.node_id!r}")
+        if self.replica.checkpoint_interval > self.membership.log_window:
+            raise NodeError(
+                f"replica.checkpoint_interval {self.replica.checkpoint_interval} exceeds "
+                f"membership.log_window {self.membership.log_window}"
+            )
+        if not self.tick_seconds > 0:
+            raise NodeError(f"tick_seconds must be > 0, got {self.tick_seconds}")
+
+
+@dataclass(slots=True)
+class _Height:
+    """What the collector knows about one height that is not stored yet."""
+
+    built: BuiltBlock | None = None
+    valid: dict[str, bytes] = field(default_factory=dict)  # replica → verified signature
+    early: dict[str, BlockSignature] = field(default_factory=dict)  # before the own header
+    certified: bool = False
+
+
+@dataclass(slots=True)
+class _Own:
+    """This node's signed ``BlockSignature`` for one height, kept for re-broadcast."""
+
+    signed: Signed[BlockSignature]
+    rounds_left: int  # re-broadcasts left once the block is stored here
+
+
+class Node:
+    """One ledger node: replica, store and transport on one event loop (module docstring).
+
+    Example (inside a coroutine)::
+
+        node = Node(NodeConfig("node-0", key, members, ("0.0.0.0", 7000), peers, Path("n0.db")))
+        await node.start()
+        ...
+        await node.stop()
+
+    Args:
+        config: The node's configuration.
+    """
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.membership = config.membership
+        self.chain_id = config.membership.chain_id
+        self.service = NotarizationService(config.membership)
+        self.replica = Replica(
+            config.replica, config.membership, config.node_id, config.signing_key, self.service
+        )
+        self.transport = Transport(
+            config.node_id,
+            config.membership,
+            chain_id=self.chain_id,
+            listen=config.listen,
+            peers=config.peers,
+            on_message=self._on_message,
+        )
+        self._store: LedgerStore | None = None
+        self._head: BlockHeader | None = None  # the stored head (cached)
+        self._heights: dict[int, _Height] = {}  # above the stored head
+        self._waiting: dict[int, Block] = {}  # certified, waiting for their predecessor
+        self._own: dict[int, _Own] = {}
+        self._last_built: int = -1  # height of the last header cut here
+        self._ticks = 0
+        self._metrics = dict.fromkeys(METRICS, 0)
+        self._tick_task: asyncio.Task[None] | None = None
+        self._state = "new"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, listen, and start ticking.
+
+        Raises:
+            NodeError: The node was already started.
+            StoreError: The store cannot be opened (another chain, not a ledger store, …).
+            OSError: The listen address cannot be bound.
+        """
+        if self._state != "new":
+            raise NodeError(f"node {self.id!r} is {self._state}, not new")
+        self._state = "starting"
+        store = LedgerStore.open(self.config.store_path, chain_id=self.chain_id)
+        try:
+            self._head = store.head()
+            await self.transport.start()
+        except BaseException:
+            store.close()
+            self._state = "stopped"
+            raise
+        self._store = store
+        self._last_built = self.height
+        self._tick_task = asyncio.create_task(self._tick_loop(), name=f"node-{self.id}-tick")
+        self._state = "running"
+
+    async def stop(self) -> None:
+        """Stop ticking, close the transport, then the store. Safe to call more than once."""
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        self._state = "stopped"
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        await self.transport.stop()
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self) -> LedgerStore:
+        """The node's store (open between :meth:`start` and :meth:`stop`).
+
+        Raises:
+            NodeError: The node has not been started.
+        """
+        if self._store is None:
+            raise NodeError(f"node {self.id!r} has no open store")
+        return self._store
+
+    @property
+    def height(self) -> int:
+        """Height of the stored head block; -1 before genesis."""
+        return -1 if self._head is None else self._head.height
+
+    @property
+    def metrics(self) -> dict[str, int]:
+        """The node's counters (:data:`METRICS`), ``transport.*`` and ``replica.ignored.*``."""
+        out = dict(self._metrics)
+        out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
+        out.update({f"replica.ignored.{k}": v for k, v in self.replica.ignored.items()})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for operators: ids, view, progress, head and metrics."""
+        return {
+            "node": self.id,
+            "view": self.replica.view,
+            "primary": self.membership.primary(self.replica.view),
+            "last_executed": self.replica.last_executed,
+            "height": self.height,
+            "head": None if self._head is None else block_hash(self._head).hex(),
+            "metrics": self.metrics,
+        }
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def _on_message(self, signed: Signed[Message]) -> None:
+        if self._state != "running":
+            return
+        if isinstance(signed.message, BlockSignature):
+            self._metrics["signatures_received"] += 1
+            self._on_block_signature(signed.message)
+            return
+        self._handle(self.replica.step(signed))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_seconds)
+            try:
+                self._ticks += 1
+                self._handle(self.replica.tick())
+                if self._ticks % self.config.replica.retransmit_every == 0:
+                    self._rebroadcast()
+                self._append_certified()  # retries a failed append
+            except Exception:  # a local bug must not stop the node's clock
+                self._metrics["tick_errors"] += 1
+                logger.exception("node %s: tick failed", self.id)
+
+    # --- the Ready contract ------------------------------------------------------------------
+
+    def _handle(self, ready: Ready) -> None:
+        if not ready:
+            return
+        persisted = True
+        if ready.persist:
+            try:
+                self.store.persist(ready.persist)
+            except (LedgerError, OSError) as e:
+                # Never send what is not on disk: drop the sends, as a lost network would.
+                persisted = False
+                self._metrics["store_errors"] += 1
+                logger.error("node %s: persist failed, sends dropped: %s", self.id, e)
+        if persisted:
+            for s in ready.messages:
+                try:
+                    self.transport.send(s.to, s.message)
+                except LedgerError as e:
+                    self._metrics["send_errors"] += 1
+                    logger.error("node %s: send to %s failed: %s", self.id, s.to, e)
+        for built in self.service.take_built():
+            self._own_header(built)
+        for checkpoint in (ready.stable_checkpoint, ready.restored):
+            if checkpoint is None:
+                continue
+            try:
+                self.store.save_checkpoint(checkpoint)
+            except (LedgerError, OSError) as e:
+                self._metrics["store_errors"] += 1
+                logger.error("node %s: saving checkpoint %d failed: %s", self.id, checkpoint.seq, e)
+        if ready.restored is not None:
+            logger.warning(
+                "node %s: state restored at checkpoint %d; blocks up to height %d must be "
+                "fetched from other nodes (block sync is not built yet)",
+                self.id,
+                ready.restored.seq,
+                ready.restored.seq - 1,
+            )
+
+    # --- certificates ------------------------------------------------------------------------
+
+    def _own_header(self, built: BuiltBlock) -> None:
+        header = built.header
+        self._last_built = max(self._last_built, header.height)
+        if header.height <= self.height:
+            return  # stored already (cannot happen before block sync exists)
+        commit = sign_block(
+            header, self.config.signing_key, replica=self.id, chain_id=self.chain_id
+        )
+        message = BlockSignature(header.height, block_hash(header), self.id, commit.signature)
+        signed = sign(message, self.config.signing_key, signer=self.id, chain_id=self.chain_id)
+        self._own[header.height] = _Own(signed, self.config.replica.retransmit_rounds)
+        slot = self._heights.setdefault(header.height, _Height())
+        slot.built = built
+        slot.valid[self.id] = commit.signature
+        early, slot.early = slot.early, {}
+        for sig in early.values():
+            self._add_signature(slot, sig)
+        self._broadcast(signed)
+        self._try_certify(header.height, slot)
+
+    def _on_block_signature(self, sig: BlockSignature) -> None:
+        slot = self._heights.get(sig.height)
+        if slot is None:
+            # A height not stored yet and at most a log window above what was cut here;
+            # anything else is late (already stored) or too far ahead to buffer.
+            if not self.height < sig.height <= self._last_built + self.membership.log_window:
+                self._metrics["signatures_ignored"] += 1
+                return
+            slot = self._heights[sig.height] = _Height()
+        if slot.certified or sig.replica in slot.valid or sig.replica in slot.early:
+            self._metrics["signatures_ignored"] += 1
+            return
+        if slot.built is None:
+            slot.early[sig.replica] = sig
+            return
+        self._add_signature(slot, sig)
+        self._try_certify(sig.height, slot)
+
+    def _add_signature(self, slot: _Height, sig: BlockSignature) -> None:
+        assert slot.built is not None
+        header = slot.built.header
+        key = self.membership.replicas[sig.replica]  # open_frame checked it is a replica
+        if sig.block_hash != block_hash(header) or not key.verify(
+            block_signing_bytes(self.chain_id, header), sig.signature
+        ):
+            self._metrics["signatures_invalid"] += 1
+            logger.warning(
+                "node %s: invalid block signature from %s at height %d",
+                self.id,
+                sig.replica,
+                sig.height,
+            )
+            return
+        slot.valid[sig.replica] = sig.signature
+
+    def _try_certify(self, height: int, slot: _Height) -> None:
+        quorum = self.membership.quorum
+        if slot.certified or slot.built is None or len(slot.valid) < quorum:
+            return
+        signers = sorted(slot.valid)[:quorum]
+        certificate = tuple(CommitSig(r, slot.valid[r]) for r in signers)
+        slot.certified = True
+        self._waiting[height] = Block(slot.built.header, slot.built.txs, certificate)
+        self._append_certified()
+
+    def _append_certified(self) -> None:
+        while (block := self._waiting.get(self.height + 1)) is not None:
+            height = block.header.height
+            try:
+                verify_block(
+                    block,
+                    self._head,
+                    chain_id=self.chain_id,
+                    replicas=self.membership.replicas,
+                    quorum=self.membership.quorum,
+                    institutions=self.membership.clients,
+                    # The header is the one this node's service cut (peers' signatures were
+                    # checked against its hash), so its root is the contract's own.
+                    state_root=block.header.state_root,
+                )
+            except BlockError as e:
+                # A local bug: the service cut a header that does not verify. Drop it loudly.
+                del self._waiting[height]
+                self._metrics["block_errors"] += 1
+                logger.error("node %s: block %d does not verify: %s", self.id, height, e)
+                return
+            try:
+                self.store.append_block(block)
+            except (LedgerError, OSError) as e:
+                self._metrics["store_errors"] += 1
+                logger.error("node %s: appending block %d failed: %s", self.id, height, e)
+                return  # kept; retried on the next tick
+            del self._waiting[height]
+            self._heights.pop(height, None)
+            self._head = block.header
+            self._metrics["blocks_appended"] += 1
+
+    def _rebroadcast(self) -> None:
+        for height in sorted(self._own):
+            own = self._own[height]
+            if height <= self.height:
+                if own.rounds_left <= 0:
+                    del self._own[height]
+                    continue
+                own.rounds_left -= 1
+            self._broadcast(own.signed)
+
+    def _broadcast(self, signed: Signed[BlockSignature]) -> None:
+        try:
+            self.transport.send(None, cast("Signed[Message]", signed))
+        except LedgerError as e:
+            self._metrics["send_errors"] += 1
+            logger.error("node %s: broadcasting a block signature failed: %s", self.id, e)
