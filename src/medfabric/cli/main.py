@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from medfabric import __version__
-from medfabric.cli import catalog, config, gateway, keys, receiver, simulate, standards
+from medfabric.cli import catalog, config, gateway, keys, ledger, receiver, simulate, standards
 
 app = typer.Typer(
     name="medfabric",
@@ -20,6 +20,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(receiver.app, name="receiver")
+app.add_typer(ledger.app, name="ledger")
 
 
 @app.command()

@@ -4,6 +4,7 @@ state machine), node runtime, client, contracts. Knows nothing of health data.
 Built by issue 6. May use: crypto.
 """
 
+from medfabric.ledger.api import ApiServer, create_api
 from medfabric.ledger.blocks import (
     Block,
     BlockError,
@@ -26,6 +27,7 @@ from medfabric.ledger.blocks import (
     verify_tx,
 )
 from medfabric.ledger.chain import BuiltBlock, NotarizationService, TxResult
+from medfabric.ledger.cluster import ClusterError, init_cluster, load_node_config, run_node
 from medfabric.ledger.messages import (
     REASONS,
     BlockSignature,
@@ -121,8 +123,10 @@ __all__ += [
 ]
 
 __all__ += [
+    "ApiServer",
     "BlockSignature",
     "BuiltBlock",
+    "ClusterError",
     "LedgerStore",
     "Node",
     "NodeConfig",
@@ -132,4 +136,8 @@ __all__ += [
     "Transport",
     "TransportError",
     "TxResult",
+    "create_api",
+    "init_cluster",
+    "load_node_config",
+    "run_node",
 ]

@@ -24,6 +24,11 @@ The Ready contract of ``replica.py`` is kept by :meth:`Node._handle`, synchronou
    (``take_built``), signs each with ``sign_block`` and broadcasts a signed ``BlockSignature``.
 4. ``ready.stable_checkpoint`` (and ``ready.restored``) → ``store.save_checkpoint``.
 
+Replies to clients: each ``Reply`` sent in step 2 is also handed to the listeners added with
+:meth:`Node.add_reply_listener` (the HTTP API waits on them). A listener runs inline, must not
+block, and an exception in it is logged and counted (``listener_errors``), never raised.
+:meth:`Node.receive` hands a checked message to the node exactly as the transport does.
+
 Certificates: per height the collector keeps this node's own header and the valid signatures
 on it. A signature is verified against the own header's hash with the signer's replica key; one
 that arrives before the own header is buffered (one per replica and height, and only for
@@ -57,7 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -79,6 +84,7 @@ from medfabric.ledger.messages import (
     LedgerError,
     Membership,
     Message,
+    Reply,
     Signed,
     sign,
 )
@@ -86,7 +92,7 @@ from medfabric.ledger.replica import Ready, Replica, ReplicaConfig
 from medfabric.ledger.store import LedgerStore
 from medfabric.ledger.transport import Transport
 
-__all__ = ["METRICS", "Node", "NodeConfig", "NodeError"]
+__all__ = ["METRICS", "Node", "NodeConfig", "NodeError", "ReplyListener"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +105,13 @@ METRICS: tuple[str, ...] = (
     "store_errors",
     "send_errors",
     "tick_errors",
+    "listener_errors",
 )
 """The node's own counters (``Node.metrics`` adds the transport's as ``transport.<name>``)."""
+
+
+ReplyListener = Callable[[Signed[Reply]], None]
+"""Called with each signed ``Reply`` this node sends to a client (after it is persisted)."""
 
 
 class NodeError(LedgerError):
@@ -210,6 +221,7 @@ class Node:
         self._ticks = 0
         self._metrics = dict.fromkeys(METRICS, 0)
         self._tick_task: asyncio.Task[None] | None = None
+        self._reply_listeners: list[ReplyListener] = []
         self._state = "new"
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -264,6 +276,11 @@ class Node:
         return self._store
 
     @property
+    def running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+        return self._state == "running"
+
+    @property
     def height(self) -> int:
         """Height of the stored head block; -1 before genesis."""
         return -1 if self._head is None else self._head.height
@@ -287,6 +304,22 @@ class Node:
             "head": None if self._head is None else block_hash(self._head).hex(),
             "metrics": self.metrics,
         }
+
+    def add_reply_listener(self, listener: ReplyListener) -> Callable[[], None]:
+        """Call ``listener`` with every ``Reply`` this node sends to a client from now on.
+
+        Returns:
+            A function that removes the listener again.
+        """
+        self._reply_listeners.append(listener)
+        return lambda: self._reply_listeners.remove(listener)
+
+    def receive(self, signed: Signed[Message]) -> None:
+        """Handle a message that passed ``open_frame``, as if the transport had delivered it.
+
+        Ignored unless the node is running. The effects are handled before this returns.
+        """
+        self._on_message(signed)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -333,6 +366,8 @@ class Node:
                 except LedgerError as e:
                     self._metrics["send_errors"] += 1
                     logger.error("node %s: send to %s failed: %s", self.id, s.to, e)
+                if isinstance(s.message.message, Reply) and self._reply_listeners:
+                    self._notify_reply(cast("Signed[Reply]", s.message))
         for built in self.service.take_built():
             self._own_header(built)
         for checkpoint in (ready.stable_checkpoint, ready.restored):
@@ -351,6 +386,14 @@ class Node:
                 ready.restored.seq,
                 ready.restored.seq - 1,
             )
+
+    def _notify_reply(self, signed: Signed[Reply]) -> None:
+        for listener in list(self._reply_listeners):
+            try:
+                listener(signed)
+            except Exception:  # a listener's bug must not break the Ready contract
+                self._metrics["listener_errors"] += 1
+                logger.exception("node %s: reply listener failed", self.id)
 
     # --- certificates ------------------------------------------------------------------------
 

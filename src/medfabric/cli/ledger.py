@@ -1,0 +1,224 @@
+"""``medfabric ledger``: write a cluster's keys and configs, run one node, run a local cluster,
+and ask the nodes for their status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from medfabric.cli.common import console, fail
+from medfabric.ledger.cluster import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_INSTITUTIONS,
+    ClusterError,
+    init_cluster,
+    load_node_config,
+    node_configs,
+    run_node,
+)
+from medfabric.ledger.messages import LedgerError
+
+app = typer.Typer(help="The permissioned ledger (PBFT notarization nodes).", no_args_is_help=True)
+
+DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The cluster folder.")]
+NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes (3f+1).")]
+BasePortOpt = Annotated[
+    int, typer.Option("--base-port", help="Node i uses base+2i (peers) and base+2i+1 (API).")
+]
+HostOpt = Annotated[str, typer.Option("--host", help="Address the nodes listen on.")]
+DEFAULT_DIR = Path("var/ledger")
+STOP_GRACE_SECONDS = 10.0
+
+
+def _url(address: tuple[str, int]) -> str:
+    host, port = address
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _apis(folder: Path) -> list[tuple[str, str]]:
+    """(node id, API URL) of every node config in ``folder``; fails on a bad config."""
+    out = []
+    for path in node_configs(folder):
+        try:
+            config, api = load_node_config(path)
+        except ClusterError as e:
+            fail(str(e))
+        out.append((config.node_id, _url(api)))
+    if not out:
+        fail(f"{folder} holds no node configs (run `medfabric ledger init --dir {folder}`)")
+    return out
+
+
+@app.command("init")
+def init(
+    dir: DirOpt = DEFAULT_DIR,
+    nodes: NodesOpt = 4,
+    institution: Annotated[
+        list[str] | None,
+        typer.Option("--institution", "-i", help="An institution (client) id; repeatable."),
+    ] = None,
+    chain_id: Annotated[str, typer.Option("--chain-id", help="The chain's id.")] = "medfabric",
+    host: HostOpt = "127.0.0.1",
+    base_port: BasePortOpt = DEFAULT_BASE_PORT,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty folder.")] = False,
+) -> None:
+    """Write fresh keys and one node.toml per node (and the institutions' keys)."""
+    try:
+        written = init_cluster(
+            dir, nodes, institution or list(DEFAULT_INSTITUTIONS),
+            chain_id=chain_id, host=host, base_port=base_port, force=force,
+        )  # fmt: skip
+    except ClusterError as e:
+        fail(str(e))
+    table = Table("node", "config", "peers", "API", title=f"ledger cluster in {dir}")
+    for files in written:
+        peers = f"{files.listen[0]}:{files.listen[1]}"
+        table.add_row(files.node_id, str(files.config), peers, _url(files.api))
+    console.print(table)
+
+
+@app.command("node")
+def node(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The node's node.toml.")],
+    log_level: Annotated[str, typer.Option(help="Python log level.")] = "info",
+) -> None:
+    """Run one node (PBFT peers and HTTP API) until SIGTERM or Ctrl-C."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        await run_node(config, asyncio.Event())
+
+    try:
+        asyncio.run(main())
+    except ClusterError as e:
+        fail(str(e))
+    except (LedgerError, OSError) as e:
+        fail(f"node {config} cannot start: {e}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@app.command("up")
+def up(
+    dir: DirOpt = DEFAULT_DIR,
+    nodes: NodesOpt = 4,
+    host: HostOpt = "127.0.0.1",
+    base_port: BasePortOpt = DEFAULT_BASE_PORT,
+    startup_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every node's /healthz.")
+    ] = 30.0,
+) -> None:
+    """Run a local cluster: init the folder if it has no configs, start one process per node,
+    wait until every API answers, and stop them all on Ctrl-C or SIGTERM."""
+    if not node_configs(dir):
+        try:
+            init_cluster(dir, nodes, host=host, base_port=base_port)
+        except ClusterError as e:
+            fail(str(e))
+    apis = _apis(dir)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for (node_id, _), path in zip(apis, node_configs(dir), strict=True):
+            cmd = [sys.executable, "-m", "medfabric", "ledger", "node", "--config", str(path)]
+            procs[node_id] = subprocess.Popen(cmd)
+            (path.parent / "node.pid").write_text(f"{procs[node_id].pid}\n", encoding="utf-8")
+        pending = dict(apis)
+        deadline = time.monotonic() + startup_timeout
+        while pending and not stopping:
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                fail(f"node {dead[0]} exited with code {procs[dead[0]].returncode}", code=1)
+            if time.monotonic() > deadline:
+                fail(f"nodes not healthy after {startup_timeout} s: {', '.join(pending)}", code=1)
+            pending = {n: url for n, url in pending.items() if not _healthy(url)}
+            time.sleep(0.1)
+        if not stopping:
+            table = Table("node", "pid", "API", title=f"ledger cluster in {dir} (Ctrl-C stops)")
+            for node_id, url in apis:
+                table.add_row(node_id, str(procs[node_id].pid), url)
+            console.print(table)
+        while not stopping:
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                fail(f"node {dead[0]} exited with code {procs[dead[0]].returncode}", code=1)
+            time.sleep(0.2)
+    finally:
+        _stop_all(procs)
+        for path in node_configs(dir):
+            (path.parent / "node.pid").unlink(missing_ok=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    console.print(f"stopped {len(procs)} nodes")
+
+
+@app.command("status")
+def status(
+    dir: DirOpt = DEFAULT_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 2.0,
+) -> None:
+    """Ask every node of the cluster for its status; a node that does not answer is down."""
+    rows: list[dict[str, Any]] = []
+    with httpx.Client(timeout=timeout) as http:
+        for node_id, url in _apis(dir):
+            row: dict[str, Any] = {"node": node_id, "api": url, "up": False}
+            try:
+                answer = http.get(f"{url}/v1/status")
+                if answer.status_code == 200:
+                    row.update(answer.json(), up=True)
+            except (httpx.HTTPError, ValueError):
+                pass
+            rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("node", "API", "state", "view", "primary", "last executed", "height", "head")
+    for row in rows:
+        if not row["up"]:
+            table.add_row(row["node"], row["api"], "[red]down[/]", "", "", "", "", "")
+            continue
+        table.add_row(
+            row["node"], row["api"], "up", str(row["view"]), row["primary"],
+            str(row["last_executed"]), str(row["height"]), (row["head"] or "")[:12],
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,188 @@
+"""``medfabric ledger``: init writes a loadable cluster and never overwrites by accident, bad
+configs get one clear line, and ``ledger up`` runs four real node processes that notarize,
+agree, and all exit on Ctrl-C."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from medfabric.cli.main import app
+from medfabric.crypto.keys import SigningKey, load_private_key
+from medfabric.ledger.blocks import Entry, EntryIndex, encode_tx, sign_tx, storage_address
+from medfabric.ledger.chain import TxResult
+from medfabric.ledger.cluster import load_node_config, node_configs
+from medfabric.ledger.messages import Request, frame, sign
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_writes_a_loadable_cluster_and_refuses_a_non_empty_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "ledger"
+    code, output = _run("ledger", "init", "--nodes", "4", "--dir", str(folder),
+                        "--base-port", "17500")  # fmt: skip
+    assert code == 0, output
+    configs = node_configs(folder)
+    assert [p.parent.name for p in configs] == [f"node-{i}" for i in range(4)]
+    loaded = [load_node_config(p) for p in configs]
+    memberships = {
+        (c.membership.chain_id, tuple(sorted(c.membership.replicas.items())),
+         tuple(sorted(c.membership.clients.items())))
+        for c, _ in loaded
+    }  # fmt: skip
+    assert len(memberships) == 1  # every node holds the same membership
+    for i, (config, api) in enumerate(loaded):
+        assert config.node_id == f"node-{i}"
+        assert config.listen == ("127.0.0.1", 17500 + 2 * i)
+        assert api == ("127.0.0.1", 17500 + 2 * i + 1)
+        assert set(config.peers) == {f"node-{j}" for j in range(4)} - {config.node_id}
+    clients = loaded[0][0].membership.clients
+    assert set(clients) == {"hospital-a", "hospital-b"}
+    for cid, verify in clients.items():
+        key = load_private_key(folder / "institutions" / f"{cid}.key", None, kind=SigningKey)
+        assert key.verify_key == verify
+    before = configs[0].read_bytes()
+    code, output = _run("ledger", "init", "--dir", str(folder))
+    assert code == 2 and "is not empty" in output
+    assert configs[0].read_bytes() == before
+    code, output = _run("ledger", "init", "--dir", str(folder), "--nodes", "7", "--force")
+    assert code == 0, output
+    assert len(node_configs(folder)) == 7
+    assert load_node_config(configs[0])[0].membership.n == 7
+
+
+def test_bad_configs_get_one_clear_line(tmp_path: Path) -> None:
+    code, output = _run("ledger", "node", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "cannot read" in output and len(output.strip().splitlines()) == 1
+    _run("ledger", "init", "--dir", str(tmp_path / "c"), "--nodes", "1")
+    config = tmp_path / "c" / "node-0" / "node.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("tick_seconds", "tick_secnods"), encoding="utf-8")
+    code, output = _run("ledger", "node", "--config", str(config))
+    assert code == 2 and "tick_secnods: unknown key" in output
+    config.write_text(text.replace("[replica]", "[replica]\nmax_batch = 0"), encoding="utf-8")
+    code, output = _run("ledger", "node", "--config", str(config))
+    assert code == 2 and "max_batch" in output
+    config.write_text(text.replace('node_id = "node-0"', 'node_id = "node-9"'), encoding="utf-8")
+    code, output = _run("ledger", "node", "--config", str(config))
+    assert code == 2 and "not a replica" in output
+    code, output = _run("ledger", "status", "--dir", str(tmp_path / "empty"))
+    assert code == 2 and "holds no node configs" in output
+
+
+def test_status_shows_a_node_that_does_not_answer_as_down(tmp_path: Path) -> None:
+    _run("ledger", "init", "--dir", str(tmp_path), "--base-port", str(_free_base(8)))
+    code, output = _run("ledger", "status", "--dir", str(tmp_path), "--timeout", "0.5")
+    assert code == 0 and output.count("down") == 4
+    code, output = _run("ledger", "status", "--dir", str(tmp_path), "--json")
+    assert [row["up"] for row in json.loads(output)] == [False] * 4
+
+
+def _free_base(count: int) -> int:
+    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _request(folder: Path, client: str, n: int, chain_id: str) -> bytes:
+    key = load_private_key(folder / "institutions" / f"{client}.key", None, kind=SigningKey)
+    digest = bytes([n]) * 32
+    entry = Entry(digest, EntryIndex(storage_address(client, "LIS", "LAB", f"R{n}"), "lab", n))
+    tx = sign_tx(client, n, [entry], key, chain_id=chain_id)
+    return frame(sign(Request(client, n, encode_tx(tx)), key, signer=client, chain_id=chain_id))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_up_runs_four_node_processes_until_ctrl_c(tmp_path: Path) -> None:
+    folder = tmp_path / "ledger"
+    base = _free_base(8)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "medfabric", "ledger", "up", "--nodes", "4", "--dir", str(folder),
+         "--base-port", str(base)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    pids: list[int] = []
+    try:
+        urls = [f"http://127.0.0.1:{base + 2 * i + 1}" for i in range(4)]
+        deadline = time.monotonic() + 20
+        with httpx.Client(timeout=10) as http:
+            while True:
+                assert up.poll() is None, (tmp_path / "up.log").read_text()
+                with contextlib.suppress(httpx.HTTPError):
+                    if all(http.get(f"{u}/healthz").status_code == 200 for u in urls):
+                        break
+                assert time.monotonic() < deadline, "nodes did not become healthy"
+                time.sleep(0.1)
+            pids = [int((folder / f"node-{i}" / "node.pid").read_text()) for i in range(4)]
+            chain_id = load_node_config(node_configs(folder)[0])[0].membership.chain_id
+            for n in range(1, 4):
+                body = _request(folder, "hospital-a", n, chain_id)
+                answers = [http.post(f"{u}/v1/requests", content=body).json() for u in urls]
+                results = [a["result"] for a in answers]
+                assert max(results.count(r) for r in results) >= 2  # f + 1
+                assert TxResult.decode(base64.b64decode(results[0])).status == "notarized"
+            rows: list[dict[str, object]] = []
+            while time.monotonic() < deadline + 10:
+                code, output = _run("ledger", "status", "--dir", str(folder), "--json")
+                assert code == 0, output
+                rows = json.loads(output)
+                if len({row["height"] for row in rows}) == 1 and rows[0]["height"] == 2:
+                    break
+                time.sleep(0.1)
+            assert [row["up"] for row in rows] == [True] * 4
+            assert {row["height"] for row in rows} == {2}  # three requests, one block each
+            assert len({row["head"] for row in rows}) == 1
+            code, output = _run("ledger", "status", "--dir", str(folder))
+            assert code == 0 and output.count(" up ") == 4
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=15) == 0, (tmp_path / "up.log").read_text()
+        assert not any(_alive(pid) for pid in pids)
+        assert not list(folder.glob("*/node.pid"))
+        assert "stopped 4 nodes" in (tmp_path / "up.log").read_text()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
