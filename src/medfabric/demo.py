@@ -5,33 +5,50 @@ small region of hospitals is generated (real SQLite HIS/LIS/PACS/EMR databases i
 dialects, DICOM files, EMR notes, ground truth), keys are issued, the regional receiver starts
 (its own process, on loopback), every hospital's gateway makes a full load into ODS, the
 region's clock advances one day, the gateways load incrementally, ODS is re-verified hash by
-hash, and the provenance groundwork is shown on one source table (a Merkle inclusion proof).
+hash, the provenance groundwork is shown on one source table (a Merkle inclusion proof), and a
+four-node PBFT ledger (separate processes) notarizes one ODS table's records under the
+hospital's key and serves a per-record proof that is checked offline.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import httpx
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
 from medfabric.cli.main import app
-from medfabric.crypto.keys import EncryptionKey, SigningKey
+from medfabric.crypto.keys import EncryptionKey, SigningKey, load_private_key
 from medfabric.crypto.merkle import MerkleTree, leaf_hash, verify_inclusion
 from medfabric.crypto.sealing import open_sealed, seal
 from medfabric.gateway import CycleReport, Gateway
+from medfabric.ledger.blocks import (
+    Entry,
+    EntryIndex,
+    decode_entry_proof,
+    encode_tx,
+    sign_tx,
+    storage_address,
+    verify_entry_proof,
+)
+from medfabric.ledger.chain import TxResult
+from medfabric.ledger.cluster import init_cluster, load_node_config
+from medfabric.ledger.messages import Request, frame, sign
 from medfabric.records import CanonicalRecord, canonical_bytes, content_hash, decode_source_text
 from medfabric.settings import Settings, load_settings
 from medfabric.simulator.dialects import DIALECTS
@@ -126,6 +143,149 @@ def start_receiver(config: Path, settings: Settings) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the receiver did not start on {settings.receiver.listen}")
 
 
+def _free_base_port(count: int) -> int:
+    """A base port with ``count`` free ports above it on 127.0.0.1 (probed, then released)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count >= 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise SystemExit("no free ports for the ledger nodes on 127.0.0.1")
+
+
+def _post_request(api: tuple[str, int], body: bytes) -> dict[str, object]:
+    r = httpx.post(
+        f"http://{api[0]}:{api[1]}/v1/requests",
+        content=body,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    answer: dict[str, object] = r.json()
+    return answer
+
+
+def ledger_glimpse(out: Path, settings: Settings, hospital: str = "H01") -> None:
+    """Four ledger nodes (separate processes) notarize one ODS table's records of a hospital,
+    signed with the hospital's key; one record's proof is fetched and checked offline."""
+    folder = out / "ledger"
+    hospitals = [h.id for h in settings.hospitals]
+    files = init_cluster(folder, 4, hospitals, base_port=_free_base_port(8), force=True)
+    log = open(folder / "nodes.log", "wb")  # noqa: SIM115 (kept open for the children)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "medfabric", "ledger", "node", "--config", str(f.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for f in files
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        for f in files:
+            while True:
+                try:
+                    if httpx.get(f"http://{f.api[0]}:{f.api[1]}/healthz", timeout=1).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise SystemExit(f"the ledger nodes did not start; see {folder}/nodes.log")
+                time.sleep(0.2)
+        node, _ = load_node_config(files[0].config)
+        membership = node.membership
+        console.print(
+            f"4 nodes up (f = {membership.f}, quorum {membership.quorum}), chain "
+            f"{membership.chain_id!r}; institutions: {', '.join(hospitals)}"
+        )
+
+        wh = duckdb.connect(str(settings.receiver.warehouse), read_only=True)
+        try:
+            ods_table, system, table = wh.execute(
+                "SELECT ods_table, system, source_table FROM ingest.ods_tables "
+                "WHERE hospital_id = ? AND system = 'LIS' ORDER BY ods_table LIMIT 1",
+                [hospital],
+            ).fetchone() or ("", "", "")
+            rows = wh.execute(
+                f'SELECT _local_key, _hash FROM ods."{ods_table}__current" '
+                "ORDER BY _local_key LIMIT 2000"
+            ).fetchall()
+        finally:
+            wh.close()
+        now_ms = int(time.time() * 1000)
+        entries = [
+            Entry(
+                bytes.fromhex(h),
+                EntryIndex(storage_address(hospital, system, table, k), table.lower(), now_ms),
+            )
+            for k, h in rows
+        ]
+        key = load_private_key(folder / "institutions" / f"{hospital}.key", None, kind=SigningKey)
+        tx = sign_tx(hospital, 1, entries, key, chain_id=membership.chain_id)
+        request = sign(
+            Request(hospital, now_ms, encode_tx(tx)), key, signer=hospital,
+            chain_id=membership.chain_id,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        answers = [_post_request(f.api, frame(request)) for f in files]
+        results = Counter(str(a["result"]) for a in answers)
+        result, votes = results.most_common(1)[0]
+        outcome = TxResult.decode(base64.b64decode(result))
+        console.print(
+            f"{hospital} notarized {len(entries):,} records of ODS table {ods_table} in one "
+            f"signed transaction: {votes} of 4 nodes answer '{outcome.status}', {outcome.new:,} "
+            f"new ({membership.f + 1} matching replies needed) in "
+            f"{time.perf_counter() - t0:.2f} s"
+        )
+
+        local_key, hash_hex = rows[len(rows) // 2]
+        api = files[1].api
+        proof = None
+        while proof is None and time.monotonic() < deadline + 60:
+            r = httpx.get(f"http://{api[0]}:{api[1]}/v1/proofs/{hash_hex}", timeout=5)
+            if r.status_code == 200:
+                proof = decode_entry_proof(base64.b64decode(r.json()["proof"]))
+            else:
+                time.sleep(0.2)
+        if proof is None:
+            raise SystemExit("no proof was served by node-1")
+        replicas = dict(membership.replicas)
+        check = verify_entry_proof(
+            proof, bytes.fromhex(hash_hex), chain_id=membership.chain_id, replicas=replicas,
+            quorum=membership.quorum,
+        )  # fmt: skip
+        altered = hashlib.sha256(b"one byte changed " + bytes.fromhex(hash_hex)).digest()
+        tampered = verify_entry_proof(
+            proof, altered, chain_id=membership.chain_id, replicas=replicas,
+            quorum=membership.quorum,
+        )  # fmt: skip
+        console.print(
+            f"record {local_key}: proof from node-1 (block {proof.header.height}, entry "
+            f"{proof.position} of {proof.entry_count}, {len(proof.path)} path hashes, "
+            f"{len(proof.certificate)} commit signatures) checked offline: "
+            f"{'[green]' if check == 'VALID' else '[red]'}{check}[/]; the record with a changed "
+            f"value: {'[green]' if tampered != 'VALID' else '[red]'}{tampered}[/]."
+        )
+        _run("the ledger's status", ["ledger", "status", "--dir", str(folder)])
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+
+
 def load_all(settings: Settings, title: str) -> dict[str, CycleReport]:
     """One gateway cycle per hospital; prints rows landed per hospital and system, and lag."""
     console.print(Rule(f"[bold]{title}"))
@@ -217,12 +377,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     console.print(Rule("[bold]10. provenance groundwork: a Merkle proof per record"))
     provenance_glimpse(a.out)
+    console.print(Rule("[bold]11. the ledger: four PBFT nodes notarize ODS records; a proof"))
+    ledger_glimpse(a.out, settings)
     console.print(Rule("[bold green]demo finished"))
     console.print(
         f"Done in {time.perf_counter() - t0:.0f} s. Region: {a.out}/ — open {a.out}/region.toml, "
         f"query a source with `sqlite3 {a.out}/H01/his.db .tables`, and read the ground truth in "
         f"{a.out}/truth/; ODS is {settings.receiver.warehouse}. Docs: docs/gateway.md, "
-        "docs/simulator.md, docs/standards.md."
+        "docs/simulator.md, docs/standards.md, docs/ledger.md."
     )
 
 
