@@ -13,7 +13,6 @@ hospital's key and serves a per-record proof that is checked offline.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,22 +32,17 @@ from rich.rule import Rule
 from rich.table import Table
 
 from medfabric.cli.main import app
-from medfabric.crypto.keys import EncryptionKey, SigningKey, load_private_key
+from medfabric.crypto.keys import EncryptionKey, SigningKey
 from medfabric.crypto.merkle import MerkleTree, leaf_hash, verify_inclusion
 from medfabric.crypto.sealing import open_sealed, seal
 from medfabric.gateway import CycleReport, Gateway
 from medfabric.ledger.blocks import (
     Entry,
     EntryIndex,
-    decode_entry_proof,
-    encode_tx,
-    sign_tx,
     storage_address,
-    verify_entry_proof,
 )
-from medfabric.ledger.chain import TxResult
+from medfabric.ledger.client import LedgerClient, NotNotarized
 from medfabric.ledger.cluster import init_cluster, load_node_config
-from medfabric.ledger.messages import Request, frame, sign
 from medfabric.records import CanonicalRecord, canonical_bytes, content_hash, decode_source_text
 from medfabric.settings import Settings, load_settings
 from medfabric.simulator.dialects import DIALECTS
@@ -161,18 +155,6 @@ def _free_base_port(count: int) -> int:
     raise SystemExit("no free ports for the ledger nodes on 127.0.0.1")
 
 
-def _post_request(api: tuple[str, int], body: bytes) -> dict[str, object]:
-    r = httpx.post(
-        f"http://{api[0]}:{api[1]}/v1/requests",
-        content=body,
-        headers={"Content-Type": "application/octet-stream"},
-        timeout=30,
-    )
-    r.raise_for_status()
-    answer: dict[str, object] = r.json()
-    return answer
-
-
 def ledger_glimpse(out: Path, settings: Settings, hospital: str = "H01") -> None:
     """Four ledger nodes (separate processes) notarize one ODS table's records of a hospital,
     signed with the hospital's key; one record's proof is fetched and checked offline."""
@@ -228,49 +210,30 @@ def ledger_glimpse(out: Path, settings: Settings, hospital: str = "H01") -> None
             )
             for k, h in rows
         ]
-        key = load_private_key(folder / "institutions" / f"{hospital}.key", None, kind=SigningKey)
-        tx = sign_tx(hospital, 1, entries, key, chain_id=membership.chain_id)
-        request = sign(
-            Request(hospital, now_ms, encode_tx(tx)), key, signer=hospital,
-            chain_id=membership.chain_id,
-        )  # fmt: skip
-        t0 = time.perf_counter()
-        answers = [_post_request(f.api, frame(request)) for f in files]
-        results = Counter(str(a["result"]) for a in answers)
-        result, votes = results.most_common(1)[0]
-        outcome = TxResult.decode(base64.b64decode(result))
+        with LedgerClient.from_cluster(folder, hospital) as client:
+            t0 = time.perf_counter()
+            outcome = client.notarize(entries)
+            console.print(
+                f"{hospital} notarized {len(entries):,} records of ODS table {ods_table} in one "
+                f"signed transaction: '{outcome.status}', {outcome.new:,} new, accepted on "
+                f"{membership.f + 1} matching signed replies in {time.perf_counter() - t0:.2f} s"
+            )
+            local_key, hash_hex = rows[len(rows) // 2]
+            proof = None
+            while proof is None:
+                try:
+                    proof = client.proof(bytes.fromhex(hash_hex))
+                except NotNotarized:  # its block's certificate is still being gathered
+                    if time.monotonic() > deadline + 60:
+                        raise
+                    time.sleep(0.2)
+            check = client.verify(bytes.fromhex(hash_hex), proof)
+            altered = hashlib.sha256(b"one byte changed " + bytes.fromhex(hash_hex)).digest()
+            tampered = client.verify(altered, proof)
         console.print(
-            f"{hospital} notarized {len(entries):,} records of ODS table {ods_table} in one "
-            f"signed transaction: {votes} of 4 nodes answer '{outcome.status}', {outcome.new:,} "
-            f"new ({membership.f + 1} matching replies needed) in "
-            f"{time.perf_counter() - t0:.2f} s"
-        )
-
-        local_key, hash_hex = rows[len(rows) // 2]
-        api = files[1].api
-        proof = None
-        while proof is None and time.monotonic() < deadline + 60:
-            r = httpx.get(f"http://{api[0]}:{api[1]}/v1/proofs/{hash_hex}", timeout=5)
-            if r.status_code == 200:
-                proof = decode_entry_proof(base64.b64decode(r.json()["proof"]))
-            else:
-                time.sleep(0.2)
-        if proof is None:
-            raise SystemExit("no proof was served by node-1")
-        replicas = dict(membership.replicas)
-        check = verify_entry_proof(
-            proof, bytes.fromhex(hash_hex), chain_id=membership.chain_id, replicas=replicas,
-            quorum=membership.quorum,
-        )  # fmt: skip
-        altered = hashlib.sha256(b"one byte changed " + bytes.fromhex(hash_hex)).digest()
-        tampered = verify_entry_proof(
-            proof, altered, chain_id=membership.chain_id, replicas=replicas,
-            quorum=membership.quorum,
-        )  # fmt: skip
-        console.print(
-            f"record {local_key}: proof from node-1 (block {proof.header.height}, entry "
-            f"{proof.position} of {proof.entry_count}, {len(proof.path)} path hashes, "
-            f"{len(proof.certificate)} commit signatures) checked offline: "
+            f"record {local_key}: proof (block {proof.header.height}, entry {proof.position} of "
+            f"{proof.entry_count}, {len(proof.path)} path hashes, {len(proof.certificate)} "
+            f"commit signatures) checked offline: "
             f"{'[green]' if check == 'VALID' else '[red]'}{check}[/]; the record with a changed "
             f"value: {'[green]' if tampered != 'VALID' else '[red]'}{tampered}[/]."
         )

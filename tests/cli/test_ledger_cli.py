@@ -4,15 +4,19 @@ agree, and all exit on Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,9 +25,16 @@ from typer.testing import CliRunner
 
 from medfabric.cli.main import app
 from medfabric.crypto.keys import SigningKey, load_private_key
-from medfabric.ledger.blocks import Entry, EntryIndex, encode_tx, sign_tx, storage_address
+from medfabric.ledger.blocks import (
+    Entry,
+    EntryIndex,
+    decode_entry_proof,
+    encode_tx,
+    sign_tx,
+    storage_address,
+)
 from medfabric.ledger.chain import TxResult
-from medfabric.ledger.cluster import load_node_config, node_configs
+from medfabric.ledger.cluster import init_cluster, load_node_config, node_configs, serve_node
 from medfabric.ledger.messages import Request, frame, sign
 
 runner = CliRunner()
@@ -186,3 +197,87 @@ def test_up_runs_four_node_processes_until_ctrl_c(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+@contextlib.contextmanager
+def _cluster_in_process(folder: Path) -> Iterator[None]:
+    """``ledger init`` + every node of ``folder`` served on one event loop in a thread."""
+    init_cluster(folder, base_port=_free_base(8), tick_seconds=0.01)
+    configs = [load_node_config(p) for p in node_configs(folder)]
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        await asyncio.gather(*(serve_node(c, api, stop) for c, api in configs))
+
+    def target() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as e:  # reported to the test below
+            failure.append(e)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=target, name="ledger-cluster")
+    thread.start()
+    try:
+        urls = [f"http://{api[0]}:{api[1]}/healthz" for _, api in configs]
+        deadline = time.monotonic() + 15
+        while not all(_up(u) for u in urls):
+            assert not failure and time.monotonic() < deadline, failure
+            time.sleep(0.05)
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=20)
+        assert not thread.is_alive() and not failure, failure
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_submit_prove_and_verify_proof_round_trip(tmp_path: Path) -> None:
+    folder = tmp_path / "ledger"
+    digests = [hashlib.sha256(f"record {i}".encode()).hexdigest() for i in range(3)]
+    hashes = tmp_path / "hashes.txt"
+    hashes.write_text(f"{digests[0]}\n{digests[1]}\thospital-a/LIS/LAB/R1\n\n{digests[2]}\n")
+    proof = tmp_path / "proof.bin"
+    with _cluster_in_process(folder):
+        d = ("--dir", str(folder))
+        code, output = _run("ledger", "submit", *d, "--institution", "hospital-a",
+                            "--hashes", str(hashes))  # fmt: skip
+        assert code == 0 and "notarized: 3 new, 0 duplicates" in output, output
+        code, output = _run("ledger", "submit", *d, "-i", "hospital-a", "--hashes", str(hashes))
+        assert code == 0 and "notarized: 0 new, 3 duplicates" in output, output
+        deadline = time.monotonic() + 10  # the block is certified shortly after the replies
+        while True:
+            code, output = _run("ledger", "prove", *d, digests[1], "--out", str(proof))
+            if code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert code == 0 and "VALID" in output, output
+        code, output = _run("ledger", "prove", *d, "ab" * 32, "--out", str(tmp_path / "x"))
+        assert code == 1 and "not notarized" in output
+        assert not (tmp_path / "x").exists()
+        bad = tmp_path / "bad.txt"
+        bad.write_text(f"{digests[0]}\nnot-a-hash\n")
+        code, output = _run("ledger", "submit", *d, "-i", "hospital-a", "--hashes", str(bad))
+        assert code == 2 and "bad.txt:2" in output
+    # Offline: the cluster is stopped; only its membership is read.
+    entry = decode_entry_proof(proof.read_bytes()).entry
+    assert entry.index.address == "hospital-a/LIS/LAB/R1" and entry.index.data_type == "record"
+    verify = ("ledger", "verify-proof", "--dir", str(folder), "--proof", str(proof))
+    code, output = _run(*verify, "--hash", digests[1])
+    assert (code, output.strip()) == (0, "VALID")
+    code, output = _run(*verify, "--hash", digests[0])
+    assert (code, output.strip()) == (1, "hash mismatch")
+    code, output = _run(*verify, "--hash", "xyz")
+    assert code == 2 and "not a content hash" in output
+    proof.write_bytes(proof.read_bytes()[:-1])
+    code, output = _run(*verify, "--hash", digests[1])
+    assert code == 2 and "is not an entry proof" in output

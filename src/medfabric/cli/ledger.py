@@ -1,5 +1,5 @@
 """``medfabric ledger``: write a cluster's keys and configs, run one node, run a local cluster,
-and ask the nodes for their status."""
+ask the nodes for their status, submit content hashes, and fetch and check proofs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ import typer
 from rich.table import Table
 
 from medfabric.cli.common import console, fail
+from medfabric.ledger.blocks import (
+    Entry,
+    EntryIndex,
+    decode_entry_proof,
+    encode_entry_proof,
+    storage_address,
+)
+from medfabric.ledger.client import ClientError, LedgerClient
 from medfabric.ledger.cluster import (
     DEFAULT_BASE_PORT,
     DEFAULT_INSTITUTIONS,
@@ -28,7 +36,7 @@ from medfabric.ledger.cluster import (
     node_configs,
     run_node,
 )
-from medfabric.ledger.messages import LedgerError
+from medfabric.ledger.messages import DIGEST_SIZE, LedgerError
 
 app = typer.Typer(help="The permissioned ledger (PBFT notarization nodes).", no_args_is_help=True)
 
@@ -222,3 +230,133 @@ def status(
             str(row["last_executed"]), str(row["height"]), (row["head"] or "")[:12],
         )  # fmt: skip
     console.print(table)
+
+
+DEFAULT_DATA_TYPE = "record"
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each node.")]
+
+
+def _content_hash(text: str, where: str) -> bytes:
+    try:
+        digest = bytes.fromhex(text)
+    except ValueError:
+        digest = b""
+    if len(digest) != DIGEST_SIZE:
+        fail(f"{where}: not a content hash ({2 * DIGEST_SIZE} hex digits): {text!r}")
+    return digest
+
+
+def _read_entries(path: Path, institution: str, data_type: str) -> list[Entry]:
+    """One entry per line: a content hash in hex, optionally a tab and a storage address."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read {path}: {e}")
+    now = time.time_ns() // 1_000_000
+    entries: list[Entry] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        text, _, address = line.strip().partition("\t")
+        digest = _content_hash(text.strip(), where)
+        try:
+            address = address.strip() or storage_address(institution, "cli", "hashes", digest.hex())
+            entries.append(Entry(digest, EntryIndex(address, data_type, now)))
+        except LedgerError as e:
+            fail(f"{where}: {e}")
+    if not entries:
+        fail(f"{path} holds no content hashes")
+    return entries
+
+
+def _client(dir: Path, institution: str | None, timeout: float) -> LedgerClient:
+    try:
+        return LedgerClient.from_cluster(dir, institution, timeout=timeout)
+    except (ClusterError, ClientError) as e:
+        fail(str(e))
+
+
+@app.command("submit")
+def submit(
+    institution: Annotated[str, typer.Option("--institution", "-i", help="The institution id.")],
+    hashes: Annotated[
+        Path,
+        typer.Option(
+            "--hashes", help="One content hash (64 hex) per line, optionally TAB and an address."
+        ),
+    ],
+    dir: DirOpt = DEFAULT_DIR,
+    data_type: Annotated[
+        str, typer.Option("--data-type", help="The entries' data type.")
+    ] = DEFAULT_DATA_TYPE,
+    timeout: TimeoutOpt = 15.0,
+) -> None:
+    """Notarize content hashes as the institution; print the result f+1 nodes agreed on.
+
+    Exit 0 when notarized, 1 when refused or the cluster cannot agree, 2 for bad input."""
+    entries = _read_entries(hashes, institution, data_type)
+    with _client(dir, institution, timeout) as client:
+        try:
+            results = client.notarize_many(entries)
+        except ClientError as e:
+            fail(str(e), code=1)
+    refused = False
+    for result in results:
+        if result.status == "notarized":
+            console.print(f"notarized: {result.new} new, {result.duplicates} duplicates")
+        else:
+            console.print(f"refused: {result.reason}")
+            refused = True
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command("prove")
+def prove(
+    content_hash: Annotated[str, typer.Argument(help="The content hash, 64 hex digits.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the proof.")],
+    dir: DirOpt = DEFAULT_DIR,
+    timeout: TimeoutOpt = 15.0,
+) -> None:
+    """Fetch a record's proof from the nodes, verify it locally and write it (its canonical
+    bytes). Exit 1 if no node serves a valid proof (or the hash is not notarized)."""
+    digest = _content_hash(content_hash, "HASH")
+    with _client(dir, None, timeout) as client:
+        try:
+            proof = client.proof(digest)
+        except ClientError as e:
+            fail(str(e), code=1)
+    try:
+        out.write_bytes(encode_entry_proof(proof))
+    except OSError as e:
+        fail(f"cannot write {out}: {e}")
+    console.print(
+        f"VALID: block {proof.header.height}, position {proof.position}; wrote {out}",
+        highlight=False,
+    )
+
+
+@app.command("verify-proof")
+def verify_proof(
+    proof_file: Annotated[Path, typer.Option("--proof", help="A proof written by `prove`.")],
+    content_hash: Annotated[
+        str, typer.Option("--hash", help="The record's content hash, 64 hex digits.")
+    ],
+    dir: DirOpt = DEFAULT_DIR,
+) -> None:
+    """Check a proof offline against the cluster's membership; print VALID or what failed.
+
+    Exit 0 for VALID, 1 for any other answer, 2 for bad input."""
+    digest = _content_hash(content_hash, "--hash")
+    try:
+        proof = decode_entry_proof(proof_file.read_bytes())
+    except OSError as e:
+        fail(f"cannot read {proof_file}: {e}")
+    except LedgerError as e:
+        fail(f"{proof_file} is not an entry proof: {e}")
+    with _client(dir, None, 1.0) as client:
+        verdict = client.verify(digest, proof)
+    typer.echo(verdict)
+    if verdict != "VALID":
+        raise typer.Exit(1)

@@ -27,6 +27,7 @@ from medfabric.ledger.blocks import (
     verify_tx,
 )
 from medfabric.ledger.chain import BuiltBlock, NotarizationService, TxResult
+from medfabric.ledger.client import ClientError, LedgerClient, NotNotarized
 from medfabric.ledger.cluster import ClusterError, init_cluster, load_node_config, run_node
 from medfabric.ledger.messages import (
     REASONS,
@@ -126,11 +127,14 @@ __all__ += [
     "ApiServer",
     "BlockSignature",
     "BuiltBlock",
+    "ClientError",
     "ClusterError",
+    "LedgerClient",
     "LedgerStore",
     "Node",
     "NodeConfig",
     "NodeError",
+    "NotNotarized",
     "NotarizationService",
     "StoreError",
     "Transport",
