@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ledger.py
 
 # Re-resolve the lock file after changing dependency ranges in pyproject.toml.
 lock: $(STAMP)
