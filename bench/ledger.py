@@ -42,9 +42,7 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -72,7 +70,13 @@ from medfabric.ledger.blocks import (
     verify_entry_proof,
 )
 from medfabric.ledger.client import ClientError, LedgerClient
-from medfabric.ledger.cluster import init_cluster
+from medfabric.ledger.cluster import (
+    ClusterError,
+    free_base_port,
+    init_cluster,
+    node_command,
+    wait_until_healthy,
+)
 from medfabric.ledger.messages import Membership
 from medfabric.ledger.store import LedgerStore
 
@@ -164,24 +168,6 @@ def in_child(fn: Any, *args: Any) -> Any:
 # --- the cluster in child processes ----------------------------------------------------------
 
 
-def free_base_port(count: int) -> int:
-    """A base port with ``count`` free ports above it on 127.0.0.1 (probed, then released)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise SystemExit("no free ports for the ledger nodes on 127.0.0.1")
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
@@ -208,27 +194,17 @@ class Cluster:
         for f in files:
             log = open(folder / f"{f.node_id}.log", "wb")  # noqa: SIM115 - closed in stop()
             self._logs.append(log)
-            cmd = [sys.executable, "-m", "medfabric", "ledger", "node", "--config", str(f.config)]
+            cmd = node_command(f.config)
             if f.node_id == profile:  # written when the node exits on SIGTERM
                 cmd[1:1] = ["-m", "cProfile", "-o", str(folder / f"{f.node_id}.prof")]
             self.procs[f.node_id] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(timeout=30)
-        deadline = time.monotonic() + 60
-        for node, url in self.urls.items():
-            while True:
-                if self.procs[node].poll() is not None:
-                    self.stop()
-                    text = (folder / f"{node}.log").read_text()
-                    raise SystemExit(f"{node} exited ({self.procs[node].returncode}):\n{text}")
-                try:
-                    if self.http.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise SystemExit(f"{node} did not answer /healthz within 60 s")
-                time.sleep(0.1)
+        try:
+            wait_until_healthy(self.urls, self.procs, timeout=60)
+        except ClusterError as e:
+            self.stop()
+            logs = "\n".join((folder / f"{n}.log").read_text() for n in self.urls)
+            raise SystemExit(f"{e}:\n{logs}") from None
 
     def live(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is None]

@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +41,14 @@ from medfabric.ledger.blocks import (
     storage_address,
 )
 from medfabric.ledger.client import LedgerClient, NotNotarized
-from medfabric.ledger.cluster import init_cluster, load_node_config
+from medfabric.ledger.cluster import (
+    ClusterError,
+    free_base_port,
+    init_cluster,
+    load_node_config,
+    node_command,
+    wait_until_healthy,
+)
 from medfabric.records import CanonicalRecord, canonical_bytes, content_hash, decode_source_text
 from medfabric.settings import Settings, load_settings
 from medfabric.simulator.dialects import DIALECTS
@@ -137,51 +143,26 @@ def start_receiver(config: Path, settings: Settings) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the receiver did not start on {settings.receiver.listen}")
 
 
-def _free_base_port(count: int) -> int:
-    """A base port with ``count`` free ports above it on 127.0.0.1 (probed, then released)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise SystemExit("no free ports for the ledger nodes on 127.0.0.1")
-
-
 def ledger_glimpse(out: Path, settings: Settings, hospital: str = "H01") -> None:
     """Four ledger nodes (separate processes) notarize one ODS table's records of a hospital,
     signed with the hospital's key; one record's proof is fetched and checked offline."""
     folder = out / "ledger"
     hospitals = [h.id for h in settings.hospitals]
-    files = init_cluster(folder, 4, hospitals, base_port=_free_base_port(8), force=True)
+    files = init_cluster(folder, 4, hospitals, base_port=free_base_port(8), force=True)
     log = open(folder / "nodes.log", "wb")  # noqa: SIM115 (kept open for the children)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "medfabric", "ledger", "node", "--config", str(f.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    procs = {
+        f.node_id: subprocess.Popen(node_command(f.config), stdout=log, stderr=subprocess.STDOUT)
         for f in files
-    ]
+    }
     try:
-        deadline = time.monotonic() + 60
-        for f in files:
-            while True:
-                try:
-                    if httpx.get(f"http://{f.api[0]}:{f.api[1]}/healthz", timeout=1).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                    raise SystemExit(f"the ledger nodes did not start; see {folder}/nodes.log")
-                time.sleep(0.2)
+        try:
+            wait_until_healthy(
+                {f.node_id: f"http://{f.api[0]}:{f.api[1]}" for f in files}, procs, timeout=60
+            )
+        except ClusterError as e:
+            raise SystemExit(
+                f"the ledger nodes did not start ({e}); see {folder}/nodes.log"
+            ) from None
         node, _ = load_node_config(files[0].config)
         membership = node.membership
         console.print(
@@ -220,11 +201,12 @@ def ledger_glimpse(out: Path, settings: Settings, hospital: str = "H01") -> None
             )
             local_key, hash_hex = rows[len(rows) // 2]
             proof = None
+            deadline = time.monotonic() + 60
             while proof is None:
                 try:
                     proof = client.proof(bytes.fromhex(hash_hex))
                 except NotNotarized:  # its block's certificate is still being gathered
-                    if time.monotonic() > deadline + 60:
+                    if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
             check = client.verify(bytes.fromhex(hash_hex), proof)
@@ -239,9 +221,9 @@ def ledger_glimpse(out: Path, settings: Settings, hospital: str = "H01") -> None
         )
         _run("the ledger's status", ["ledger", "status", "--dir", str(folder)])
     finally:
-        for p in procs:
+        for p in procs.values():
             p.terminate()
-        for p in procs:
+        for p in procs.values():
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:

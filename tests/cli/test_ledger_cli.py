@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +33,13 @@ from medfabric.ledger.blocks import (
     storage_address,
 )
 from medfabric.ledger.chain import TxResult
-from medfabric.ledger.cluster import init_cluster, load_node_config, node_configs, serve_node
+from medfabric.ledger.cluster import (
+    free_base_port,
+    init_cluster,
+    load_node_config,
+    node_configs,
+    serve_node,
+)
 from medfabric.ledger.messages import Request, frame, sign
 
 runner = CliRunner()
@@ -99,30 +104,11 @@ def test_bad_configs_get_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_status_shows_a_node_that_does_not_answer_as_down(tmp_path: Path) -> None:
-    _run("ledger", "init", "--dir", str(tmp_path), "--base-port", str(_free_base(8)))
+    _run("ledger", "init", "--dir", str(tmp_path), "--base-port", str(free_base_port(8)))
     code, output = _run("ledger", "status", "--dir", str(tmp_path), "--timeout", "0.5")
     assert code == 0 and output.count("down") == 4
     code, output = _run("ledger", "status", "--dir", str(tmp_path), "--json")
     assert [row["up"] for row in json.loads(output)] == [False] * 4
-
-
-def _free_base(count: int) -> int:
-    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no free port range")
 
 
 def _request(folder: Path, client: str, n: int, chain_id: str) -> bytes:
@@ -144,7 +130,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_up_runs_four_node_processes_until_ctrl_c(tmp_path: Path) -> None:
     folder = tmp_path / "ledger"
-    base = _free_base(8)
+    base = free_base_port(8)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
         [sys.executable, "-m", "medfabric", "ledger", "up", "--nodes", "4", "--dir", str(folder),
@@ -202,7 +188,7 @@ def test_up_runs_four_node_processes_until_ctrl_c(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def _cluster_in_process(folder: Path) -> Iterator[None]:
     """``ledger init`` + every node of ``folder`` served on one event loop in a thread."""
-    init_cluster(folder, base_port=_free_base(8), tick_seconds=0.01)
+    init_cluster(folder, base_port=free_base_port(8), tick_seconds=0.01)
     configs = [load_node_config(p) for p in node_configs(folder)]
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()

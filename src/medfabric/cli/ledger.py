@@ -8,7 +8,6 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -33,6 +32,7 @@ from medfabric.ledger.cluster import (
     ClusterError,
     init_cluster,
     load_node_config,
+    node_command,
     node_configs,
     run_node,
 )
@@ -167,8 +167,7 @@ def up(
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for (node_id, _), path in zip(apis, node_configs(dir), strict=True):
-            cmd = [sys.executable, "-m", "medfabric", "ledger", "node", "--config", str(path)]
-            procs[node_id] = subprocess.Popen(cmd)
+            procs[node_id] = subprocess.Popen(node_command(path))
             (path.parent / "node.pid").write_text(f"{procs[node_id].pid}\n", encoding="utf-8")
         pending = dict(apis)
         deadline = time.monotonic() + startup_timeout

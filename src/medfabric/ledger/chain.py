@@ -41,7 +41,6 @@ from typing import ClassVar
 
 from medfabric.crypto.keys import VerifyKey
 from medfabric.ledger.blocks import (
-    EMPTY_ROOT,
     GENESIS_PREVIOUS_HASH,
     BlockHeader,
     Entry,
@@ -241,8 +240,3 @@ class NotarizationService:
         """The headers cut since the last call, in height order (the node certifies them)."""
         built, self._built = self._built, []
         return built
-
-    @property
-    def state_root(self) -> bytes:
-        """The contract's current root (the head header's, once a block is cut)."""
-        return EMPTY_ROOT if self.head is None else self.head.state_root

@@ -43,11 +43,17 @@ import json
 import logging
 import re
 import signal
+import socket
+import subprocess
+import sys
+import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from medfabric.crypto.errors import CryptoError
 from medfabric.crypto.keys import SigningKey, VerifyKey, load_private_key, save_private_key
@@ -61,11 +67,14 @@ __all__ = [
     "DEFAULT_INSTITUTIONS",
     "ClusterError",
     "NodeFiles",
+    "free_base_port",
     "init_cluster",
     "load_node_config",
+    "node_command",
     "node_configs",
     "run_node",
     "serve_node",
+    "wait_until_healthy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -226,6 +235,66 @@ def init_cluster(
 def node_configs(dir: Path) -> list[Path]:
     """The node configs of a cluster folder (``*/node.toml``), sorted by folder name."""
     return sorted(dir.glob(f"*/{CONFIG_NAME}"))
+
+
+def free_base_port(count: int, host: str = "127.0.0.1") -> int:
+    """A base port with ``count`` consecutive free ports on ``host`` (probed, then released;
+    another process may still take one before the nodes bind it).
+
+    Raises:
+        ClusterError: No such range was found in 50 tries.
+    """
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    stack.enter_context(socket.socket()).bind((host, port))
+            except OSError:
+                continue
+            return base
+    raise ClusterError(f"no {count} consecutive free ports on {host}")
+
+
+def node_command(config: Path) -> list[str]:
+    """The command that runs one node from its config, as a separate process."""
+    return [sys.executable, "-m", "medfabric", "ledger", "node", "--config", str(config)]
+
+
+def wait_until_healthy(
+    urls: Mapping[str, str],
+    procs: Mapping[str, subprocess.Popen[bytes]],
+    *,
+    timeout: float,
+) -> None:
+    """Wait until every node's API (``urls``: node id → base URL) answers ``/healthz``.
+
+    Raises:
+        ClusterError: A node process exited, or a node did not answer within ``timeout``
+            seconds; the message names it.
+    """
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    with httpx.Client(timeout=1.0) as http:
+        while pending:
+            for node_id, proc in procs.items():
+                if proc.poll() is not None:
+                    raise ClusterError(f"node {node_id} exited with code {proc.returncode}")
+            for node_id, url in list(pending.items()):
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get(f"{url}/healthz").status_code == 200:
+                        del pending[node_id]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"nodes not healthy after {timeout} s: {', '.join(sorted(pending))}"
+                )
+            time.sleep(0.1)
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
