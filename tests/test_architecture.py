@@ -20,7 +20,7 @@ MAY_USE: dict[str, set[str]] = {
     "standards": set(),
     "simulator": {"standards"},
     "gateway": {"records", "standards", "ledger", "crypto"},
-    "receiver": {"records", "warehouse", "crypto"},
+    "receiver": {"records", "warehouse", "ledger", "crypto"},
     "warehouse": {"standards"},
     "governance": {"warehouse", "standards"},
     "empi": {"warehouse", "standards"},

@@ -167,6 +167,24 @@ class ReceiverSection(_Strict):
         return v
 
 
+class LedgerSection(_Strict):
+    """Notarization on the permissioned ledger (docs/ledger.md, "Notarizing what the gateways
+    send"). Off while ``dir`` is unset."""
+
+    dir: Path | None = None  # the cluster folder of `medfabric ledger init` (node configs)
+    notarize: bool = True  # gateways notarize every batch they send
+    late_after: Seconds = 600  # the receiver flags a landed batch not notarized by then
+    check_every: Seconds = 30  # how often the receiver looks for notarizations
+    sample: Annotated[int, Field(ge=1, le=10_000)] = 8  # records per batch the receiver checks
+    timeout: Seconds = 30  # per ledger request
+    tx_entries: Annotated[int, Field(ge=1, le=10_000)] = 2_000  # entries per transaction
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a cluster is configured."""
+        return self.dir is not None
+
+
 class KeysSection(_Strict):
     """Where key passphrases come from (never from this file)."""
 
@@ -180,6 +198,7 @@ class Settings(_Strict):
     simulator: SimulatorSection = Field(default_factory=SimulatorSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     receiver: ReceiverSection = Field(default_factory=ReceiverSection)
+    ledger: LedgerSection = Field(default_factory=LedgerSection)
     keys: KeysSection = Field(default_factory=KeysSection)
     hospitals: list[HospitalSection] = Field(default_factory=list)
 

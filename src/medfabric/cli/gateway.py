@@ -87,10 +87,19 @@ def once(
         f"{s.pending} pending, {s.quarantined} quarantined; {report.downlink} downlink message(s); "
         f"{report.seconds:.1f} s"
     )
+    n = report.notary
+    if n is not None:
+        console.print(
+            f"notarized on the ledger: {n.batches} batch(es), {n.entries:,} records "
+            f"({n.new:,} new, {n.duplicates:,} already notarized); {n.pending} batch(es) waiting"
+            + (f", {n.refused} refused (see `gateway status`)" if n.refused else "")
+        )
     for e in report.errors:
         console.print(f"[yellow]warning:[/] {e}")
     if s.error:
         console.print(f"[yellow]warning:[/] {s.error} — batches stay in the spool")
+    if n is not None and n.error:
+        console.print(f"[yellow]warning:[/] {n.error} — notarization is retried later")
 
 
 def _print_status(snap: dict[str, Any]) -> None:
@@ -116,6 +125,19 @@ def _print_status(snap: dict[str, Any]) -> None:
             note,
         )  # fmt: skip
     console.print(table)
+    notary = snap.get("notary")
+    if notary is not None and (notary["notarized_batches"] or notary["queued_batches"]):
+        console.print(
+            f"ledger: {notary['notarized_rows']:,} record(s) notarized in "
+            f"{notary['notarized_batches']} batch(es), last {notary['last_notarized'] or 'never'}; "
+            f"waiting: {notary['queued_batches']} batch(es), {notary['queued_rows']:,} record(s)"
+            + (f"; last error: {notary['last_error']}" if notary["last_error"] else "")
+        )
+    if notary is not None and notary["refused"]:
+        r = Table("batch", "table", "rows", "reason", title="notarization refused by the ledger")
+        for b in notary["refused"]:
+            r.add_row(b["batch_id"], f"{b['system']}.{b['table']}", str(b["rows"]), b["reason"])
+        console.print(r)
     if snap["quarantine"]:
         q = Table("quarantined batch", "table", "rows", "code", "detail", title="quarantine")
         for b in snap["quarantine"]:
@@ -160,6 +182,37 @@ def resync(
     finally:
         gw.close()
     console.print(f"full resync scheduled for {', '.join(names)}")
+
+
+@app.command("notary-retry")
+def notary_retry(
+    hospital: HospitalOpt,
+    batch: Annotated[
+        str | None, typer.Argument(help="A refused batch id (default: every refused batch).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Queue batches the ledger refused for notarization again (after the cause was fixed,
+    e.g. the hospital's key registered with `medfabric ledger init --hospital-keys`)."""
+    settings = settings_or_fail(config)
+    gw = _open(settings, hospital)
+    try:
+        where, params = "status = 'refused'", []
+        if batch is not None:
+            where, params = where + " AND batch_id = ?", [batch]
+        with gw.state.transaction() as con:
+            row = con.execute(f"SELECT count(*) FROM notary WHERE {where}", params).fetchone()
+            count = int(row[0]) if row else 0
+            con.execute(
+                "UPDATE notary SET status = 'pending', attempts = 0, next_try = NULL "
+                f"WHERE {where}",
+                params,
+            )
+    finally:
+        gw.close()
+    if batch is not None and count == 0:
+        fail(f"{batch} is not a refused batch of {hospital}")
+    console.print(f"{count} batch(es) queued for notarization again")
 
 
 @app.command("inbox")

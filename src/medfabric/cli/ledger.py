@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from medfabric.cli.common import console, fail
+from medfabric.crypto.keys import VerifyKey
 from medfabric.ledger.blocks import (
     Entry,
     EntryIndex,
@@ -37,6 +38,7 @@ from medfabric.ledger.cluster import (
     run_node,
 )
 from medfabric.ledger.messages import DIGEST_SIZE, LedgerError
+from medfabric.records.keyring import Keyring
 
 app = typer.Typer(help="The permissioned ledger (PBFT notarization nodes).", no_args_is_help=True)
 
@@ -83,15 +85,38 @@ def init(
     host: HostOpt = "127.0.0.1",
     base_port: BasePortOpt = DEFAULT_BASE_PORT,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty folder.")] = False,
+    hospital_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--hospital-keys",
+            help="A keys folder of `medfabric keys init`: register every hospital's public key "
+            "(hospitals/<id>.pub) as an institution; the hospitals keep their private keys.",
+        ),
+    ] = None,
 ) -> None:
     """Write fresh keys and one node.toml per node (and the institutions' keys)."""
+    registered: dict[str, VerifyKey] = {}
+    if hospital_keys is not None:
+        keyring = Keyring(hospital_keys)
+        ids = keyring.registered_hospitals()
+        if not ids:
+            fail(f"{hospital_keys}/hospitals holds no <id>.pub (run `medfabric keys init`)")
+        for hid in ids:
+            key = keyring.hospital_verify_key(hid)
+            assert key is not None
+            registered[hid] = key
+    generated = institution if institution is not None else []
+    if institution is None and not registered:
+        generated = list(DEFAULT_INSTITUTIONS)
     try:
         written = init_cluster(
-            dir, nodes, institution or list(DEFAULT_INSTITUTIONS),
-            chain_id=chain_id, host=host, base_port=base_port, force=force,
+            dir, nodes, generated, chain_id=chain_id, host=host, base_port=base_port,
+            force=force, institution_keys=registered,
         )  # fmt: skip
     except ClusterError as e:
         fail(str(e))
+    if registered:
+        console.print(f"registered hospitals: {', '.join(registered)}")
     table = Table("node", "config", "peers", "API", title=f"ledger cluster in {dir}")
     for files in written:
         peers = f"{files.listen[0]}:{files.listen[1]}"

@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 from medfabric import __version__
-from medfabric.cli import catalog, config, gateway, keys, ledger, receiver, simulate, standards
+from medfabric.cli import (
+    catalog,
+    config,
+    gateway,
+    keys,
+    ledger,
+    provenance,
+    receiver,
+    simulate,
+    standards,
+)
 
 app = typer.Typer(
     name="medfabric",
@@ -21,6 +31,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(receiver.app, name="receiver")
 app.add_typer(ledger.app, name="ledger")
+app.command("verify")(provenance.verify_cmd)
+ledger.app.command("audit")(provenance.audit_cmd)
 
 
 @app.command()

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medfabric.crypto import PublicEncryptionKey, SigningKey
+from medfabric.gateway.notary import entry_rows
 from medfabric.gateway.pack import PackedBatch, pack_batch
 from medfabric.gateway.sources import RowFilter, SourceColumn, SourceError, SourceReader
 from medfabric.gateway.state import GatewayState, now_utc
@@ -81,6 +82,9 @@ class Extractor:
     overlap_seconds: int = 300
     crash_point: Callable[[str], None] = lambda label: None
     on_spooled: Callable[[], None] = lambda: None  # a batch was committed to the outbox
+    # Set when batches are notarized: the pseudonym key (notary.py); entries are then queued
+    # in the batch's outbox transaction.
+    notary_key: bytes | None = None
 
     # --- public ------------------------------------------------------------------------------
 
@@ -438,8 +442,25 @@ class Extractor:
         self.crash_point("batch-written")
         con = self.state.con
         con.register("sent_batch", batch.select(["_local_key", "_op", "_hash"]))
+        if self.notary_key is not None:
+            con.register(
+                "notary_batch",
+                entry_rows(batch, patient_column=spec.patient, key=self.notary_key),
+            )
         try:
             with self.state.transaction():
+                if self.notary_key is not None:
+                    con.execute(
+                        "INSERT INTO notary (batch_id, seq, system, source_table, rows, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        [packed.batch_id, seq, system, spec.name, packed.rows,
+                         packed.manifest.created_at],
+                    )  # fmt: skip
+                    con.execute(
+                        "INSERT INTO notary_entries SELECT ?, pos, hash, local_key, ts_ms, "
+                        "patient FROM notary_batch",
+                        [packed.batch_id],
+                    )
                 con.execute(
                     f"DELETE FROM {ki} WHERE local_key IN (SELECT _local_key FROM sent_batch)"
                 )
@@ -462,6 +483,8 @@ class Extractor:
                 self.state.set_next_seq(con, seq + 1)
         finally:
             con.unregister("sent_batch")
+            if self.notary_key is not None:
+                con.unregister("notary_batch")
         self.crash_point("batch-committed")
         self.on_spooled()
         run.batches.append(packed)

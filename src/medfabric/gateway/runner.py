@@ -22,6 +22,14 @@ import httpx
 
 from medfabric.gateway.extract import Extractor, TableRun
 from medfabric.gateway.faults import crash_point_from_env
+from medfabric.gateway.notary import (
+    BackgroundNotary,
+    Notary,
+    NotaryError,
+    NotaryReport,
+    open_client,
+    pseudonym_key,
+)
 from medfabric.gateway.sources import SourceError, SourceReader, open_reader
 from medfabric.gateway.state import GatewayState, StateError, now_utc
 from medfabric.gateway.uplink import SendReport, Uplink
@@ -54,6 +62,7 @@ class CycleReport:
     tables: list[TableRun] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     send: SendReport = field(default_factory=SendReport)
+    notary: NotaryReport | None = None  # None when notarization is off
     downlink: int = 0
     seconds: float = 0.0
 
@@ -187,6 +196,21 @@ class Gateway:
             client=client,
             crash_point=self.crash_point,
         )
+        self.notary: Notary | None = None
+        ledger = settings.ledger
+        if ledger.dir is not None and ledger.notarize:
+            try:
+                ledger_client = open_client(ledger.dir, hospital_id, signing, float(ledger.timeout))
+            except NotaryError as e:
+                self.close()
+                raise GatewayError(str(e)) from None
+            self.notary = Notary(
+                self.state,
+                ledger_client,
+                tx_entries=ledger.tx_entries,
+                max_backoff=float(g.max_backoff),
+            )
+            self.extractor.notary_key = pseudonym_key(signing)
         self.fast_sqlite = fast_sqlite
         self._readers: dict[str, SourceReader] = {}
         self._next_due: dict[str, datetime] = {}
@@ -194,9 +218,11 @@ class Gateway:
 
     def close(self) -> None:
         """Close readers, the HTTP client and the state (checkpointed)."""
-        for r in self._readers.values():
+        for r in getattr(self, "_readers", {}).values():
             r.close()
         self.uplink.close()
+        if getattr(self, "notary", None) is not None:
+            self.notary.client.close()  # type: ignore[union-attr]
         self.state.close()
 
     def _reader(self, plan: SystemPlan) -> SourceReader:
@@ -277,17 +303,49 @@ class Gateway:
         deletes: bool | None = None,
         force_send: bool = False,
         downlink: bool = True,
+        wait_notary: bool = True,
     ) -> CycleReport:
-        """Extract, send, fetch the downlink, write status."""
+        """Extract, send and notarize, fetch the downlink, write status.
+
+        Args:
+            wait_notary: Wait until every queued batch is notarized (or the ledger failed);
+                with False, notarization stops after its current transaction once the batches
+                are sent, and the rest waits for the next cycle.
+        """
         started = time.monotonic()
         sender = BackgroundSender(self._thread_uplink(), force=force_send)
-        self.extractor.on_spooled = sender.wake
+        notary = None
+        if self.notary is not None:
+            notary = BackgroundNotary(
+                Notary(
+                    self.state.for_thread(),
+                    self.notary.client,
+                    tx_entries=self.notary.tx_entries,
+                    max_backoff=self.notary.max_backoff,
+                ),
+                force=force_send,
+            )
+
+        def spooled() -> None:
+            sender.wake()
+            if notary is not None:
+                notary.wake()
+
+        self.extractor.on_spooled = spooled
         sender.start()
+        if notary is not None:
+            notary.start()
+        notary_report = None
         try:
             report = self.extract(systems, full=full, deletes=deletes)
         finally:
             self.extractor.on_spooled = _nothing
-            report_send = sender.finish()
+            try:
+                report_send = sender.finish()
+            finally:
+                if notary is not None:
+                    notary_report = notary.finish(wait=wait_notary)
+        report.notary = notary_report
         row = self.state.con.execute("SELECT count(*) FROM outbox").fetchone()
         report_send.pending = int(row[0]) if row else 0
         report.send = report_send
@@ -364,6 +422,13 @@ class Gateway:
                     if pending and pending[0]:
                         self.uplink.send_pending()
                         self.state.write_snapshot()
+                    if self.notary is not None:
+                        queued = self.state.con.execute(
+                            "SELECT count(*) FROM notary WHERE status = 'pending'"
+                        ).fetchone()
+                        if queued and queued[0]:
+                            self.notary.run_pending(stop=stop)
+                            self.state.write_snapshot()
                 wake = min(self._next_due.values(), default=now_utc())
                 stop.wait(max(0.2, min(5.0, (wake - now_utc()).total_seconds())))
         finally:

@@ -11,7 +11,10 @@ Tables (all in ``state.duckdb``):
 - ``outbox``: batches written to the spool and not yet acknowledged, in sequence order;
 - ``quarantine``: batches the receiver rejected, with its reason, kept until an operator acts;
 - ``acked``: the last acknowledged batches (history for status);
-- ``inbox``: downlink messages received from the region.
+- ``inbox``: downlink messages received from the region;
+- ``notary`` / ``notary_entries``: batches whose records wait to be notarized on the ledger,
+  with one entry row per record (written in the batch's outbox transaction; ``notary.py``);
+- ``notarized``: batches whose every record got ``f + 1`` matching ledger replies.
 
 Ordering constraints (what makes kill -9 safe):
 1. a batch file is written, fsynced and renamed into ``spool/`` *before* the transaction that
@@ -68,6 +71,18 @@ CREATE TABLE IF NOT EXISTS acked (
 CREATE TABLE IF NOT EXISTS inbox (
     id BIGINT PRIMARY KEY, kind VARCHAR, title VARCHAR, file VARCHAR,
     created_at VARCHAR, received_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS notary (
+    batch_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, system VARCHAR NOT NULL,
+    source_table VARCHAR NOT NULL, rows BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    status VARCHAR NOT NULL DEFAULT 'pending', attempts INTEGER DEFAULT 0,
+    next_try TIMESTAMPTZ, last_error VARCHAR);
+CREATE TABLE IF NOT EXISTS notary_entries (
+    batch_id VARCHAR NOT NULL, pos INTEGER NOT NULL, hash VARCHAR NOT NULL,
+    local_key VARCHAR NOT NULL, ts_ms BIGINT NOT NULL, patient BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS notarized (
+    batch_id VARCHAR PRIMARY KEY, seq BIGINT, system VARCHAR, source_table VARCHAR,
+    rows BIGINT, new BIGINT, duplicates BIGINT, created_at TIMESTAMPTZ,
+    notarized_at TIMESTAMPTZ);
 """
 
 
@@ -290,6 +305,23 @@ class GatewayState:
                 "FROM quarantine ORDER BY seq"
             ).fetchall()
         ]
+        notary = self.con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'pending'), "
+            "coalesce(sum(rows) FILTER (WHERE status = 'pending'), 0), "
+            "max(attempts), any_value(last_error) FILTER (WHERE status = 'pending') FROM notary"
+        ).fetchone()
+        assert notary is not None
+        refused = [
+            {"batch_id": r[0], "system": r[1], "table": r[2], "rows": r[3], "reason": r[4]}
+            for r in self.con.execute(
+                "SELECT batch_id, system, source_table, rows, last_error FROM notary "
+                "WHERE status = 'refused' ORDER BY seq"
+            ).fetchall()
+        ]
+        done = self.con.execute(
+            "SELECT count(*), coalesce(sum(rows), 0), max(notarized_at) FROM notarized"
+        ).fetchone()
+        assert done is not None
         last_ack = self.con.execute("SELECT max(acked_at) FROM acked").fetchone()
         inbox = self.con.execute("SELECT count(*) FROM inbox").fetchone()
         return {
@@ -307,6 +339,16 @@ class GatewayState:
             "tables": tables,
             "quarantine": quarantined,
             "inbox": int(inbox[0]) if inbox else 0,
+            "notary": {
+                "queued_batches": int(notary[0]),
+                "queued_rows": int(notary[1]),
+                "max_attempts": int(notary[2] or 0),
+                "last_error": notary[3],
+                "refused": refused,
+                "notarized_batches": int(done[0]),
+                "notarized_rows": int(done[1]),
+                "last_notarized": done[2].isoformat() if done[2] else None,
+            },
         }
 
     def write_snapshot(self) -> None:

@@ -40,9 +40,11 @@ from medfabric.crypto.errors import CryptoError
 from medfabric.crypto.keys import SigningKey, load_private_key
 from medfabric.ledger.blocks import (
     MAX_TX_ENTRIES,
+    Block,
     Entry,
     EntryProof,
     InvalidTx,
+    decode_block,
     decode_entry_proof,
     encode_tx,
     sign_tx,
@@ -410,3 +412,51 @@ class LedgerClient:
         if any(a.startswith("invalid proof") for a in reached):
             raise ClientError(f"invalid proofs served for {content_hash.hex()}", answers)
         raise ClientError(f"no node served a proof of {content_hash.hex()}", answers)
+
+    # --- blocks ----------------------------------------------------------------------------------
+
+    def height(self) -> int | None:
+        """The highest stored height any reachable node reports (None: no block yet).
+
+        Raises:
+            ClientError: No node answered.
+        """
+        heights: list[int | None] = []
+        for url in self.nodes.values():
+            try:
+                response = self._http.get(f"{url}/v1/status")
+                if response.status_code == 200:
+                    heights.append(response.json().get("height"))
+            except (httpx.HTTPError, ValueError):
+                continue
+        if not heights:
+            raise ClientError("no node answered /v1/status")
+        known = [h for h in heights if isinstance(h, int) and h >= 0]
+        return max(known) if known else None
+
+    def block(self, height: int) -> Block | None:
+        """The block at ``height`` from the first node that has it, decoded but *not* verified
+        (a caller replays the chain with :func:`~medfabric.ledger.blocks.verify_block`).
+
+        Returns:
+            The block, or None when every node that answered has none at that height.
+
+        Raises:
+            ClientError: No node answered, or a node served undecodable bytes.
+        """
+        reached = False
+        for node, url in self.nodes.items():
+            try:
+                response = self._http.get(f"{url}/v1/blocks/{height}")
+            except httpx.HTTPError:
+                continue
+            reached = True
+            if response.status_code != 200:
+                continue
+            try:
+                return decode_block(base64.b64decode(response.json()["block"], validate=True))
+            except (ValueError, KeyError, TypeError, LedgerError) as e:
+                raise ClientError(f"{node} served an undecodable block {height}: {e}") from e
+        if not reached:
+            raise ClientError(f"no node answered for block {height}")
+        return None

@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import random
 import re
 import signal
 import socket
@@ -138,6 +139,7 @@ def init_cluster(
     base_port: int = DEFAULT_BASE_PORT,
     tick_seconds: float = 0.05,
     force: bool = False,
+    institution_keys: Mapping[str, VerifyKey] | None = None,
 ) -> list[NodeFiles]:
     """Write fresh keys and configs for ``nodes`` replicas and the institutions.
 
@@ -154,6 +156,9 @@ def init_cluster(
         tick_seconds: Seconds between replica ticks.
         force: Write into a non-empty folder, replacing existing keys and configs (stores are
             deleted, since they belong to the old chain).
+        institution_keys: Institutions that hold their own keys (the hospitals' signing keys
+            of ``medfabric keys init``): registered with these public keys, and no private key
+            is written for them. An id may not be in both ``institutions`` and here.
 
     Returns:
         One :class:`NodeFiles` per node, in order.
@@ -173,12 +178,13 @@ def init_cluster(
     ids = [f"node-{i}" for i in range(nodes)]
     replica_keys = {r: SigningKey.generate() for r in ids}
     client_keys = {c: SigningKey.generate() for c in institutions}
+    external = dict(institution_keys or {})
+    both = sorted(set(external) & set(client_keys))
+    if both:
+        raise ClusterError(f"institutions both generated and given a key: {both}")
+    registered = {c: k.verify_key for c, k in client_keys.items()} | external
     try:
-        Membership(
-            chain_id,
-            {r: k.verify_key for r, k in replica_keys.items()},
-            {c: k.verify_key for c, k in client_keys.items()},
-        )
+        Membership(chain_id, {r: k.verify_key for r, k in replica_keys.items()}, registered)
     except LedgerError as e:
         raise ClusterError(str(e)) from e
     if len(set(institutions)) != len(institutions):
@@ -221,8 +227,7 @@ def init_cluster(
                     },
                 )
             lines += _toml_table(
-                ["institutions"],
-                {c: k.verify_key.to_bytes().hex() for c, k in client_keys.items()},
+                ["institutions"], {c: k.to_bytes().hex() for c, k in registered.items()}
             )
             config = folder / CONFIG_NAME
             config.write_text("\n".join(lines), encoding="utf-8")
@@ -241,15 +246,16 @@ def free_base_port(count: int, host: str = "127.0.0.1") -> int:
     """A base port with ``count`` consecutive free ports on ``host`` (probed, then released;
     another process may still take one before the nodes bind it).
 
+    The range is drawn at random below Linux's default ephemeral range (32768–60999), so
+    that outgoing connections of this or another process, which take ephemeral ports, do not
+    grab a node's port between the probe and the bind.
+
     Raises:
         ClusterError: No such range was found in 50 tries.
     """
+    rng = random.SystemRandom()
     for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
+        base = rng.randrange(20_000, 32_768 - count)
         with contextlib.ExitStack() as stack:
             try:
                 for port in range(base, base + count):

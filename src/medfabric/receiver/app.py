@@ -32,7 +32,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from medfabric.crypto import VerifyKey
+from medfabric.ledger.client import LedgerClient
 from medfabric.receiver.intake import Intake, Rejection
+from medfabric.receiver.notarization import (
+    NotarizationError,
+    audit,
+    audit_json,
+    notarization_summary,
+    verdict_json,
+    verify_row,
+)
 from medfabric.records.messages import (
     MAX_DOWNLINK_BODY,
     MessageError,
@@ -86,8 +95,10 @@ def create_app(
     *,
     region_verify_key: VerifyKey | None,
     clock_skew: int = 300,
+    ledger: LedgerClient | None = None,
 ) -> FastAPI:
-    """The receiver application over one intake (and its ODS store)."""
+    """The receiver application over one intake (and its ODS store); with ``ledger``, it also
+    answers record verifications and audits against the ledger (``notarization.py``)."""
     app = FastAPI(title="medfabric receiver", version="1")
     metrics = _Metrics()
     nonces = _Nonces(clock_skew)
@@ -276,9 +287,42 @@ def create_app(
                     }
                     for r in store.rejections(20)
                 ],
+                "notarization": notarization_summary(store.engine),
             }
 
         return JSONResponse(await run_in_threadpool(collect))
+
+    @app.get("/v1/records/{ods_table}/{local_key}/verify")
+    async def verify_record(
+        ods_table: str, local_key: str, request: Request, version: int | None = None
+    ) -> Response:
+        rid = request.state.request_id
+        if ledger is None:
+            return _error(409, "no-ledger", "no ledger is configured ([ledger] dir)", rid)
+        try:
+            verdict = await run_in_threadpool(
+                verify_row, store.engine, ledger, ods_table, local_key, version=version
+            )
+        except NotarizationError as e:
+            return _error(404, "not-found", str(e), rid)
+        return JSONResponse(verdict_json(verdict))
+
+    @app.post("/v1/audit")
+    async def audit_records(
+        request: Request, ods_table: str | None = None, sample: int | None = None
+    ) -> Response:
+        rid = request.state.request_id
+        if ledger is None:
+            return _error(409, "no-ledger", "no ledger is configured ([ledger] dir)", rid)
+        if sample is not None and sample < 1:
+            return _error(400, "bad-sample", "sample must be at least 1", rid)
+        try:
+            report = await run_in_threadpool(
+                audit, store.engine, ledger, ods_table=ods_table, sample=sample
+            )
+        except NotarizationError as e:
+            return _error(422, "audit-failed", str(e), rid)
+        return JSONResponse(audit_json(report))
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -557,6 +557,11 @@ def write_region_toml(root: Path, opts: SimulationOptions, specs: list[HospitalS
             f'warehouse = "{final / "warehouse" / "warehouse.duckdb"}"',
             f'keys_dir = "{final / "keys"}"',
             "",
+            "# Notarization on the ledger (docs/ledger.md): uncomment once a cluster exists, e.g.",
+            f"# `medfabric ledger init --dir {final / 'ledger'} --hospital-keys {final / 'keys'}`.",
+            "# [ledger]",
+            f'# dir = "{final / "ledger"}"',
+            "",
         ]
     for s in specs:
         lines += ["[[hospitals]]", f'id = "{s.id}"', f'name = "{s.name}"', ""]

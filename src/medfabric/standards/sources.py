@@ -98,6 +98,7 @@ class TableSpec(_Strict):
     delete: DeleteSpec | None = None
     text_encoding: str | None = None
     encoded_columns: tuple[Name, ...] = ()
+    patient: Name | None = None
     enabled: bool = True
 
     @field_validator("text_encoding")
@@ -113,6 +114,8 @@ class TableSpec(_Strict):
             raise ValueError("'key' names a column twice")
         if self.encoded_columns and self.text_encoding is None:
             raise ValueError("'encoded_columns' needs 'text_encoding'")
+        if self.patient is not None and self.key is not None and self.patient in self.key[1:]:
+            raise ValueError("'patient' cannot be a later part of a composite key")
         return self
 
 
@@ -143,6 +146,7 @@ class SourceTable(_Strict):
     delete: DeleteSpec
     text_encoding: str | None = None
     encoded_columns: tuple[Name, ...] = ()
+    patient: Name | None = None  # the hospital's patient id column (pseudonymized on chain)
 
     @model_validator(mode="after")
     def _track_not_key(self) -> SourceTable:
@@ -244,6 +248,7 @@ def resolve_tables(
                     delete=spec.delete if spec.delete is not None else defaults.delete,
                     text_encoding=spec.text_encoding,
                     encoded_columns=spec.encoded_columns,
+                    patient=spec.patient,
                 )
             )
         except ValidationError as exc:

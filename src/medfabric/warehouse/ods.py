@@ -319,6 +319,20 @@ def schema_sql() -> list[str]:
     received_at TIMESTAMPTZ NOT NULL,
     remote VARCHAR
 )""",
+        f"""CREATE TABLE IF NOT EXISTS {i}.notarization (
+    batch_id VARCHAR PRIMARY KEY,
+    hospital_id VARCHAR NOT NULL,
+    ods_table VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    checked INTEGER NOT NULL,
+    found INTEGER NOT NULL,
+    first_height BIGINT,
+    last_height BIGINT,
+    notarized_at TIMESTAMPTZ,
+    late BOOLEAN NOT NULL,
+    detail VARCHAR,
+    checked_at TIMESTAMPTZ NOT NULL
+)""",
         f"""CREATE TABLE IF NOT EXISTS {i}.downlink (
     id BIGINT PRIMARY KEY DEFAULT nextval('{i}.downlink_id'),
     hospital_id VARCHAR NOT NULL,
