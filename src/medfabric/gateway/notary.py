@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medfabric.crypto import SigningKey
-from medfabric.gateway.state import GatewayState, now_utc
+from medfabric.gateway.background import BackgroundRounds
+from medfabric.gateway.state import GatewayState, backoff_delay, now_utc
 from medfabric.ledger.blocks import Entry, EntryIndex, storage_address
 from medfabric.ledger.client import ClientError, LedgerClient, read_cluster
 from medfabric.ledger.cluster import ClusterError
@@ -264,7 +265,7 @@ class Notary:
         return new, dup, None
 
     def _retry_later(self, batch_id: str, attempts: int, error: str) -> None:
-        wait = min(self.max_backoff, 2.0 ** min(attempts, 16))
+        wait = backoff_delay(attempts, self.max_backoff)
         with self.state.transaction():
             self.state.con.execute(
                 "UPDATE notary SET attempts = attempts + 1, next_try = ?, last_error = ? "
@@ -277,28 +278,21 @@ class Notary:
         )
 
 
-class BackgroundNotary:
+class BackgroundNotary(BackgroundRounds):
     """Runs a :class:`Notary` in a thread during a cycle, woken by each spooled batch, like the
-    background sender (``runner.py``); :meth:`finish` drains what is queued and stops."""
+    background sender (``runner.py``); :meth:`finish` drains what is queued and stops.
+
+    A failed round (a slow or briefly unreachable ledger) is retried within the cycle up to
+    ``retries`` times with a growing pause; the batch's own back-off is recorded for later
+    cycles.
+    """
 
     def __init__(self, notary: Notary, *, force: bool, retries: int = 4) -> None:
+        super().__init__(notary.state, "gateway-notary")
         self.notary = notary
         self.force = force
         self.retries = retries
         self.report = NotaryReport()
-        self._wake = threading.Event()
-        self._done = threading.Event()
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="gateway-notary", daemon=True)
-
-    def start(self) -> None:
-        """Start notarizing."""
-        self._thread.start()
-
-    def wake(self) -> None:
-        """A batch was queued."""
-        self._wake.set()
 
     def finish(self, *, wait: bool = True) -> NotaryReport:
         """No more batches are coming: notarize what is queued (or, with ``wait=False``, stop
@@ -307,41 +301,21 @@ class BackgroundNotary:
         Raises:
             BaseException: whatever stopped the thread (re-raised here).
         """
-        if not wait:
-            self._stop.set()
-        self._done.set()
-        self._wake.set()
-        self._thread.join()
-        self.notary.state.close()
-        if self._error is not None:
-            raise self._error
+        self._finish(stop=not wait)
         return self.report
 
-    def _run(self) -> None:
+    def _round(self) -> bool:
         failures = 0
-        try:
-            while True:
-                self._wake.clear()
-                last_pass = self._done.is_set()
-                rep = self.notary.run_pending(force=self.force or failures > 0, stop=self._stop)
-                for name in ("batches", "entries", "new", "duplicates", "refused"):
-                    setattr(self.report, name, getattr(self.report, name) + getattr(rep, name))
-                self.report.pending = rep.pending
-                self.report.error = rep.error
-                if self._stop.is_set():
-                    return
-                if rep.error is not None:
-                    # A slow or briefly unreachable ledger: retry within the cycle a few times
-                    # (the batch's own back-off is recorded for later cycles), then give up.
-                    failures += 1
-                    if failures > self.retries or self._stop.wait(min(2.0**failures, 30.0)):
-                        return
-                    continue
-                failures = 0
-                if rep.pending:
-                    return  # back-off not due (without force)
-                if last_pass:
-                    return
-                self._wake.wait()
-        except BaseException as e:  # handed to finish()
-            self._error = e
+        while True:
+            rep = self.notary.run_pending(force=self.force or failures > 0, stop=self._stop)
+            for name in ("batches", "entries", "new", "duplicates", "refused"):
+                setattr(self.report, name, getattr(self.report, name) + getattr(rep, name))
+            self.report.pending = rep.pending
+            self.report.error = rep.error
+            if self._stop.is_set():
+                return False
+            if rep.error is None:
+                return not rep.pending  # pending: back-off not due (without force)
+            failures += 1
+            if failures > self.retries or self._stop.wait(min(2.0**failures, 30.0)):
+                return False

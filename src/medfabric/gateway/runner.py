@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from medfabric.gateway.background import BackgroundRounds
 from medfabric.gateway.extract import Extractor, TableRun
 from medfabric.gateway.faults import crash_point_from_env
 from medfabric.gateway.notary import (
@@ -92,7 +93,7 @@ def _nothing() -> None:
     return None
 
 
-class BackgroundSender:
+class BackgroundSender(BackgroundRounds):
     """Sends the outbox from a thread while extraction spools, so that this process and the
     receiver work at the same time (a cycle takes about the longer of the two, not their sum).
 
@@ -103,21 +104,10 @@ class BackgroundSender:
     """
 
     def __init__(self, uplink: Uplink, *, force: bool) -> None:
+        super().__init__(uplink.state, "gateway-sender")
         self.uplink = uplink
         self.force = force
         self.report = SendReport()
-        self._wake = threading.Event()
-        self._done = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="gateway-sender", daemon=True)
-
-    def start(self) -> None:
-        """Start sending."""
-        self._thread.start()
-
-    def wake(self) -> None:
-        """A batch was committed to the outbox."""
-        self._wake.set()
 
     def finish(self) -> SendReport:
         """No more batches are coming: send what is left, stop, and return the round's report.
@@ -125,31 +115,18 @@ class BackgroundSender:
         Raises:
             BaseException: whatever stopped the sender thread (re-raised here).
         """
-        self._done.set()
-        self._wake.set()
-        self._thread.join()
-        self.uplink.state.close()
-        if self._error is not None:
-            raise self._error
+        self._finish()
         return self.report
 
-    def _run(self) -> None:
-        try:
-            while True:
-                self._wake.clear()
-                last_pass = self._done.is_set()  # every batch is committed before this pass
-                rep = self.uplink.send_pending(force=self.force)
-                self.report.sent += rep.sent
-                self.report.rows += rep.rows
-                self.report.quarantined += rep.quarantined
-                if rep.error is not None or rep.pending:
-                    self.report.error = rep.error
-                    return
-                if last_pass:
-                    return
-                self._wake.wait()
-        except BaseException as e:  # handed to finish()
-            self._error = e
+    def _round(self) -> bool:
+        rep = self.uplink.send_pending(force=self.force)
+        self.report.sent += rep.sent
+        self.report.rows += rep.rows
+        self.report.quarantined += rep.quarantined
+        if rep.error is not None or rep.pending:
+            self.report.error = rep.error
+            return False
+        return True
 
 
 class Gateway:
@@ -175,6 +152,13 @@ class Gateway:
             region_verify = keyring.region_verify_key()
         except Exception as e:  # KeyFileError names the file
             raise GatewayError(f"{e} (run `medfabric keys init` to create the keys)") from None
+        ledger = settings.ledger
+        ledger_client = None
+        if ledger.dir is not None and ledger.notarize:
+            try:
+                ledger_client = open_client(ledger.dir, hospital_id, signing, float(ledger.timeout))
+            except NotaryError as e:
+                raise GatewayError(str(e)) from None
         self.crash_point = crash_point_from_env()
         self.state = GatewayState(g.dir / hospital_id, hospital_id)
         self.extractor = Extractor(
@@ -197,13 +181,7 @@ class Gateway:
             crash_point=self.crash_point,
         )
         self.notary: Notary | None = None
-        ledger = settings.ledger
-        if ledger.dir is not None and ledger.notarize:
-            try:
-                ledger_client = open_client(ledger.dir, hospital_id, signing, float(ledger.timeout))
-            except NotaryError as e:
-                self.close()
-                raise GatewayError(str(e)) from None
+        if ledger_client is not None:
             self.notary = Notary(
                 self.state,
                 ledger_client,
@@ -218,11 +196,11 @@ class Gateway:
 
     def close(self) -> None:
         """Close readers, the HTTP client and the state (checkpointed)."""
-        for r in getattr(self, "_readers", {}).values():
+        for r in self._readers.values():
             r.close()
         self.uplink.close()
-        if getattr(self, "notary", None) is not None:
-            self.notary.client.close()  # type: ignore[union-attr]
+        if self.notary is not None:
+            self.notary.client.close()
         self.state.close()
 
     def _reader(self, plan: SystemPlan) -> SourceReader:

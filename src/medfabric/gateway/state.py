@@ -115,6 +115,12 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def backoff_delay(attempts: int, max_backoff: float) -> float:
+    """Seconds to wait before the next try after ``attempts`` failed ones: doubling from 1 s,
+    capped at ``max_backoff``."""
+    return min(max_backoff, 2.0 ** min(attempts, 20))
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

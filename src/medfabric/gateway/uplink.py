@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from medfabric.crypto import SigningKey, VerifyKey
-from medfabric.gateway.state import GatewayState, fsync_dir, now_utc
+from medfabric.gateway.state import GatewayState, backoff_delay, fsync_dir, now_utc
 from medfabric.records.messages import MessageError, sign_request, verify_downlink
 
 log = logging.getLogger("medfabric.gateway")
@@ -164,7 +164,7 @@ class Uplink:
         )
 
     def _retry_later(self, batch_id: str, attempts: int, error: str) -> None:
-        delay = min(self.max_backoff, 2.0 ** min(attempts, 20))
+        delay = backoff_delay(attempts, self.max_backoff)
         with self.state.transaction() as con:
             con.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? "
