@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import quote as url_quote
 
 import httpx
@@ -34,7 +34,6 @@ from medfabric.warehouse.engine import Engine
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="region.toml to read.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-T = TypeVar("T")
 
 
 @contextmanager

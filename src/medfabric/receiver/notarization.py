@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from medfabric.ledger.blocks import EntryProof, encode_entry_proof
+from medfabric.ledger.blocks import EntryProof, encode_entry_proof, storage_address
 from medfabric.ledger.client import ClientError, LedgerClient, NotNotarized, read_cluster
 from medfabric.ledger.cluster import ClusterError
 from medfabric.ledger.replay import ReplayError, replay_from
 from medfabric.receiver.verify import HashGroup, hash_groups
 from medfabric.records import RecordError
+from medfabric.records.sqlcanon import sql_literal
 from medfabric.warehouse import WarehouseError
 from medfabric.warehouse.ddl import quote
 from medfabric.warehouse.engine import Engine
@@ -56,10 +57,6 @@ def open_reader(cluster: Path, *, timeout: float = 30.0) -> LedgerClient:
     except ClusterError as e:
         raise NotarizationError(f"ledger: {e} (check [ledger] dir in region.toml)") from None
     return LedgerClient(nodes, membership, timeout=timeout)
-
-
-def _address(hospital: str, system: str, table: str, local_key: str) -> str:
-    return f"{hospital}/{system}/{table}/{local_key}"
 
 
 def _ms(at: int) -> datetime:
@@ -87,9 +84,11 @@ class RowVerdict:
         return self.verdict == "VALID"
 
 
-def _group_of(engine: Engine, ods_table: str, batch_id: str) -> HashGroup:
-    for g in hash_groups(engine, ods_table):
-        if batch_id in g.batch_ids:
+def _group_of(
+    engine: Engine, ods_table: str, batch_id: str, groups: list[HashGroup] | None = None
+) -> HashGroup:
+    for g in groups if groups is not None else hash_groups(engine, ods_table):
+        if g.ods_table == ods_table and batch_id in g.batch_ids:
             return g
     raise NotarizationError(f"batch {batch_id} of {ods_table} is not in ingest.batches")
 
@@ -109,6 +108,7 @@ def verify_row(
     local_key: str,
     *,
     version: int | None = None,
+    groups: list[HashGroup] | None = None,
 ) -> RowVerdict:
     """Recompute a row version's hash from ODS and check it against the ledger.
 
@@ -116,6 +116,7 @@ def verify_row(
         ods_table: The ODS table (e.g. ``H01__LIS__JY_JG``).
         local_key: The row's local key (its ``_local_key``).
         version: The version; the current one (or the last, for a deleted row) when None.
+        groups: The table's hash groups when the caller already read them (an audit).
 
     Raises:
         NotarizationError: No such table or row, or the warehouse cannot be read.
@@ -131,7 +132,7 @@ def verify_row(
             which = "any version" if version is None else f"version {version}"
             raise NotarizationError(f"{ods_table} has no row {local_key!r} ({which})")
         ver, batch_id, stored = int(rows[0][0]), str(rows[0][1]), str(rows[0][2])
-        group = _group_of(engine, ods_table, batch_id)
+        group = _group_of(engine, ods_table, batch_id, groups)
         recomputed = str(
             engine.fetchall(
                 f"SELECT {group.expression} FROM ods.{quote(ods_table)} "
@@ -141,7 +142,7 @@ def verify_row(
         )
     except (WarehouseError, RecordError) as e:
         raise NotarizationError(f"cannot read {ods_table}: {e}") from None
-    address = _address(group.hospital_id, group.system, group.source_table, local_key)
+    address = storage_address(group.hospital_id, group.system, group.source_table, local_key)
     base = (ods_table, local_key, ver, batch_id, address, stored, recomputed)
     if recomputed != stored:
         detail = (
@@ -252,7 +253,7 @@ def audit(
         report = AuditReport("full", blocks=replay.blocks, entries=replay.entries)
         for done, g in enumerate(groups, 1):
             for key, ver, batch_id, stored, recomputed in _rows(engine, g):
-                address = _address(g.hospital_id, g.system, g.source_table, key)
+                address = storage_address(g.hospital_id, g.system, g.source_table, key)
                 base = (g.ods_table, key, int(ver), batch_id, address, stored, recomputed)
                 if recomputed != stored:
                     report.add(RowVerdict(*base, "ALTERED", "changed after landing"))
@@ -281,12 +282,11 @@ def _audit_sample(
     progress: Callable[[str, int, int], None] | None,
 ) -> AuditReport:
     report = AuditReport("sample")
-    picks: list[tuple[str, str, int]] = []
     tables = sorted({g.ods_table for g in groups})
     if not tables:
         return report
     union = " UNION ALL ".join(
-        f"SELECT {_lit(t)} AS t, _local_key, _version FROM ods.{quote(t)}" for t in tables
+        f"SELECT {sql_literal(t)} AS t, _local_key, _version FROM ods.{quote(t)}" for t in tables
     )
     picks = [
         (str(t), str(k), int(v))
@@ -295,14 +295,10 @@ def _audit_sample(
         )
     ]
     for done, (table, key, ver) in enumerate(picks, 1):
-        report.add(verify_row(engine, client, table, key, version=ver))
+        report.add(verify_row(engine, client, table, key, version=ver, groups=groups))
         if progress is not None:
             progress("rows", done, len(picks))
     return report
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # --- the watch over landed batches ------------------------------------------------------------
@@ -387,7 +383,7 @@ class NotarizationWatch:
             except NotNotarized:
                 missing += 1
                 continue
-            address = _address(hospital, system, table, key)
+            address = storage_address(hospital, system, table, key)
             if proof.entry.index.address != address:
                 detail = f"the entry of {key} names {proof.entry.index.address}"
                 self._record(batch_id, hospital, ods, "invalid", len(rows), 0, [], [], now,
