@@ -35,6 +35,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/merkle.py
+	$(BIN)/python bench/ledger_state.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ledger.py

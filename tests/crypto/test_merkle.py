@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from medfabric.crypto.merkle import (
     EMPTY_ROOT,
     MerkleError,
+    MerkleFrontier,
     MerkleTree,
     consistency_proof,
     inclusion_proof,
@@ -323,6 +324,64 @@ def test_incremental_tree_agrees_with_from_scratch_root_for_every_prefix(
     assert [tree.root(s) for s in range(1, len(hashes) + 1)] == prefix_roots
     assert tree.root() == root(leaves) == ref_mth(hashes)
     assert [tree.leaf_hash(i) for i in range(len(hashes))] == hashes
+
+
+@settings(max_examples=60, deadline=None)
+@given(leaves=st.lists(st.binary(max_size=12), max_size=300))
+def test_frontier_root_agrees_with_from_scratch_root_for_every_prefix(
+    leaves: list[bytes],
+) -> None:
+    hashes = [leaf_hash(x) for x in leaves]
+    frontier = MerkleFrontier()
+    assert frontier.root() == EMPTY_ROOT and frontier.size == len(frontier) == 0
+    for i, h in enumerate(hashes):
+        assert frontier.append(h) == i
+        assert frontier.size == i + 1
+        assert frontier.root() == root_from_leaf_hashes(hashes[: i + 1]), i
+        # One stored subtree root per set bit of the size: O(log n) memory.
+        assert len(frontier._nodes) == (i + 1).bit_count()
+    assert frontier.root() == root(leaves) == ref_mth(hashes)
+    assert MerkleFrontier(hashes).root() == frontier.root()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    first=st.lists(st.binary(max_size=4), max_size=80),
+    second=st.lists(st.binary(max_size=4), max_size=80),
+    roots_between=st.booleans(),
+)
+def test_frontier_in_batches_and_copies_are_independent(
+    first: list[bytes], second: list[bytes], roots_between: bool
+) -> None:
+    a = [leaf_hash(x) for x in first]
+    b = [leaf_hash(x) for x in second]
+    frontier = MerkleFrontier(a)
+    if roots_between:
+        assert frontier.root() == root_from_leaf_hashes(a)  # a cached root must not go stale
+    copy = frontier.copy()
+    copy.extend(b)
+    assert copy.root() == root_from_leaf_hashes(a + b) and copy.size == len(a) + len(b)
+    assert frontier.root() == root_from_leaf_hashes(a) and frontier.size == len(a)
+    frontier.extend(b)
+    assert frontier.root() == copy.root()
+
+
+def test_frontier_of_zero_and_one_leaf_and_bad_hashes() -> None:
+    assert MerkleFrontier().root() == EMPTY_ROOT == root_from_leaf_hashes([])
+    one = leaf_hash(b"x")
+    assert MerkleFrontier([one]).root() == one == root_from_leaf_hashes([one])
+    frontier = MerkleFrontier([one])
+    for bad in (b"\x00" * 31, b"\x00" * 33, "a" * 32, None):
+        with pytest.raises(MerkleError):
+            frontier.append(cast(Any, bad))
+    assert frontier.size == 1 and frontier.root() == one
+    # extend stops at the bad hash and keeps the ones before it.
+    two = leaf_hash(b"y")
+    with pytest.raises(MerkleError):
+        frontier.extend([two, b"short"])
+    assert frontier.size == 2 and frontier.root() == root_from_leaf_hashes([one, two])
+    frontier.extend([bytearray(one)])  # a bytearray is copied to bytes
+    assert frontier.root() == root_from_leaf_hashes([one, two, one])
 
 
 # --- differential: iterative RFC 9162 verifiers against the recursive references ---------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import Any, cast
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.ledger.kit import (
     CHAIN,
@@ -23,7 +24,7 @@ from tests.ledger.kit import (
 )
 
 from medfabric.crypto.keys import SigningKey, VerifyKey
-from medfabric.crypto.merkle import leaf_hash
+from medfabric.crypto.merkle import leaf_hash, root_from_leaf_hashes
 from medfabric.ledger.blocks import (
     EMPTY_ROOT,
     GENESIS_PREVIOUS_HASH,
@@ -38,6 +39,7 @@ from medfabric.ledger.blocks import (
     Location,
     NotarizationState,
     NotarizeTx,
+    ProofVerifier,
     block_entries,
     block_hash,
     decode_block,
@@ -57,7 +59,7 @@ from medfabric.ledger.blocks import (
     verify_entry_proof,
     verify_tx,
 )
-from medfabric.ledger.messages import InvalidMessage, MalformedFrame
+from medfabric.ledger.messages import InvalidMessage, LedgerError, MalformedFrame
 
 
 def check(block: Block, previous: BlockHeader | None, state_root: bytes) -> None:
@@ -330,6 +332,113 @@ def test_preview_root_leaves_state_unchanged() -> None:
     assert state.state_root() == preview
 
 
+def _state_leaf_hash(content_hash: bytes, loc: Location) -> bytes:
+    # The definition, spelled out independently of blocks.py.
+    data = b"\x27" + content_hash + loc.height.to_bytes(8, "big") + loc.position.to_bytes(8, "big")
+    return leaf_hash(data)
+
+
+def _defined_root(locations: dict[bytes, Location]) -> bytes:
+    """The state root by its definition: leaves in (height, position) order, from scratch."""
+    ordered = sorted(locations.items(), key=lambda item: (item[1], item[0]))
+    return root_from_leaf_hashes([_state_leaf_hash(ch, loc) for ch, loc in ordered])
+
+
+def test_state_root_is_the_root_over_leaves_in_notarization_order() -> None:
+    state = NotarizationState()
+    state.apply([entry(5), entry(1), entry(5)], 0)
+    state.apply([], 1)
+    state.apply([entry(1), entry(3), entry(2)], 2)
+    expected = [
+        _state_leaf_hash(h(5), Location(0, 0)),
+        _state_leaf_hash(h(1), Location(0, 1)),
+        _state_leaf_hash(h(3), Location(2, 1)),
+        _state_leaf_hash(h(2), Location(2, 2)),
+    ]
+    assert state.state_root() == root_from_leaf_hashes(expected)
+    # Pinned: the format of the root (a change to the definition must change this on purpose).
+    assert state.state_root().hex() == PINNED_STATE_ROOT
+    one = NotarizationState()
+    one.apply([entry(7)], 4)
+    assert one.state_root() == _state_leaf_hash(h(7), Location(4, 0))
+
+
+PINNED_STATE_ROOT = "abe24e694f4a7c83cd418bffadbe4906892f255b65b7ecce774a11d48f0d5be0"
+
+
+blocks_st = st.lists(
+    st.lists(st.integers(0, 40), max_size=12),  # one block's entries, by number (repeats allowed)
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(blocks_spec=blocks_st, gaps=st.lists(st.integers(1, 3), min_size=12, max_size=12))
+def test_incremental_state_root_matches_the_definition_and_snapshots(
+    blocks_spec: list[list[int]], gaps: list[int]
+) -> None:
+    state = NotarizationState()
+    height = -1
+    for numbers, gap in zip(blocks_spec, gaps, strict=False):
+        height += gap
+        block = [entry(n) for n in numbers]
+        before = (state.state_root(), len(state))
+        preview = state.preview_root(block, height)
+        assert (state.state_root(), len(state)) == before  # the preview changed nothing
+        state.apply(block, height)
+        assert state.state_root() == preview == _defined_root(dict(state.locations()))
+        # A snapshot rebuilt from the mapping, in any order, gives the same root.
+        items = list(state.locations().items())
+        random.Random(height).shuffle(items)
+        rebuilt = NotarizationState.from_locations(dict(items), state.height)
+        assert rebuilt.state_root() == state.state_root() and len(rebuilt) == len(state)
+    if state.height is None:
+        assert state.state_root() == EMPTY_ROOT
+    else:
+        # A rebuilt state goes on exactly like the original.
+        rebuilt = NotarizationState.from_locations(state.locations(), state.height)
+        nxt = [entry(n) for n in range(35, 45)]
+        assert rebuilt.preview_root(nxt, state.height + 1) == state.preview_root(
+            nxt, state.height + 1
+        )
+        rebuilt.apply(nxt, state.height + 1)
+        state.apply(nxt, state.height + 1)
+        assert rebuilt.state_root() == state.state_root()
+
+
+def test_from_locations_checks_and_rebuilds_in_location_order() -> None:
+    locations = {h(1): Location(2, 0), h(2): Location(0, 3), h(3): Location(0, 1)}
+    state = NotarizationState.from_locations(locations, 2)
+    assert state.state_root() == root_from_leaf_hashes(
+        [
+            _state_leaf_hash(h(3), Location(0, 1)),
+            _state_leaf_hash(h(2), Location(0, 3)),
+            _state_leaf_hash(h(1), Location(2, 0)),
+        ]
+    )
+    assert NotarizationState.from_locations({}, None).state_root() == EMPTY_ROOT
+    with pytest.raises(LedgerError):
+        NotarizationState.from_locations(locations, 1)  # a location above the height
+    with pytest.raises(LedgerError):
+        NotarizationState.from_locations({b"short": Location(0, 0)}, 0)
+    with pytest.raises(LedgerError):
+        NotarizationState.from_locations({h(1): Location(0, 2**64)}, 0)
+    with pytest.raises(LedgerError):
+        state.apply([entry(9)], 2)
+
+
+def test_preview_root_refuses_what_apply_refuses() -> None:
+    state = NotarizationState()
+    state.apply([entry(1)], 3)
+    with pytest.raises(LedgerError, match="does not follow"):
+        state.preview_root([entry(2)], 3)
+    # Duplicates only: the root stays; duplicates inside the previewed block count once.
+    assert state.preview_root([entry(1)], 4) == state.state_root()
+    twice = state.preview_root([entry(2), entry(2), entry(1)], 4)
+    state.apply([entry(2), entry(2), entry(1)], 4)
+    assert twice == state.state_root()
+
+
 # --- entry proofs -----------------------------------------------------------------------------
 
 
@@ -379,3 +488,152 @@ def test_tampering_names_what_failed() -> None:
     assert verify(replace(proof, certificate=dup), content_hash) == "bad certificate"
     assert verify(proof, content_hash, trusted_header=blocks[2].header) == "untrusted header"
     assert verify(proof, content_hash) == "VALID"
+
+
+# --- the proof verifier's signature cache -----------------------------------------------------
+
+
+class CountingKey:
+    """A replica's verify key that counts the Ed25519 verifications asked of it."""
+
+    calls = 0
+
+    def __init__(self, key: VerifyKey) -> None:
+        self.key = key
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        CountingKey.calls += 1
+        return self.key.verify(message, signature)
+
+
+def _verifier(max_cached: int = 64) -> ProofVerifier:
+    CountingKey.calls = 0
+    counting = {rid: CountingKey(k) for rid, k in REPLICAS.items()}
+    return ProofVerifier(
+        chain_id=CHAIN, replicas=cast(Any, counting), quorum=QUORUM, max_cached=max_cached
+    )
+
+
+def test_proof_verifier_verifies_each_signature_once() -> None:
+    blocks, _ = build_chain(4)
+    verifier = _verifier()
+    for block in blocks:
+        for position, e in enumerate(block_entries(block)):
+            proof = prove(block, position)
+            assert verifier.verify(proof, e.content_hash, trusted_header=block.header) == "VALID"
+            # Decoded copies (new objects, same bytes) hit the cache as well.
+            again = decode_entry_proof(encode_entry_proof(proof))
+            assert verifier.verify(again, e.content_hash) == "VALID"
+    assert CountingKey.calls == 3 * len(blocks) == verifier.cached
+    # Another node's certificate of the same block shares two of its three signatures.
+    block = blocks[1]
+    other = replace(
+        prove(block, 0), certificate=certify(block.header, ["node-1", "node-2", "node-3"])
+    )
+    assert verifier.verify(other, other.entry.content_hash) == "VALID"
+    assert CountingKey.calls == 3 * len(blocks) + 1
+
+
+def test_proof_verifier_answers_like_verify_entry_proof() -> None:
+    blocks, _ = build_chain(4)
+    block = blocks[3]
+    proof = prove(block, 2)
+    content_hash = proof.entry.content_hash
+    fake = replace(block.header, entries_root=entries_root([proof.entry]))
+    bad_sig = replace(proof.certificate[2], signature=bytes(64))
+    stranger = SigningKey.from_bytes(b"\x99" * 32)
+    intruder = sign_block(block.header, stranger, replica="node-9", chain_id=CHAIN)
+    sigs = proof.certificate
+    cases = [
+        (proof, h(12345), None),
+        (replace(proof, position=1), content_hash, None),
+        (replace(proof, header=fake, position=0, entry_count=1, path=()), content_hash, None),
+        (replace(proof, certificate=sigs[:2]), content_hash, None),
+        (replace(proof, certificate=(*sigs[:2], bad_sig)), content_hash, None),
+        (replace(proof, certificate=(sigs[0],) * 3), content_hash, None),
+        (replace(proof, certificate=(sigs[1], sigs[0], sigs[2])), content_hash, None),
+        (replace(proof, certificate=(*sigs[:2], intruder)), content_hash, None),
+        (replace(proof, header=replace(block.header, proposer="")), content_hash, None),
+        (proof, content_hash, blocks[2].header),
+        (proof, content_hash, None),
+    ]
+    verifier = _verifier()
+    answers = []
+    for p, ch, trusted in cases * 2:  # the second round runs with the valid signatures cached
+        expected = verify(p, ch, trusted_header=trusted)
+        assert verifier.verify(p, ch, trusted_header=trusted) == expected
+        answers.append(expected)
+    assert set(answers) == {
+        "hash mismatch", "not in block", "bad certificate", "untrusted header", "VALID"
+    }  # fmt: skip
+
+
+def test_a_cached_signature_never_vouches_for_another_header_or_certificate() -> None:
+    blocks, _ = build_chain(3)
+    block = blocks[2]
+    proof = prove(block, 0)
+    content_hash = proof.entry.content_hash
+    verifier = _verifier()
+    assert verifier.verify(proof, content_hash) == "VALID" and verifier.cached == 3
+    # The valid certificate on a made-up header whose entries root holds the entry.
+    fake = replace(block.header, entries_root=entries_root([proof.entry]))
+    forged = replace(proof, header=fake, position=0, entry_count=1, path=())
+    assert verifier.verify(forged, content_hash) == "bad certificate"
+    # The same header with another field changed (state root) and the same certificate.
+    other_state = replace(proof, header=replace(block.header, state_root=h(77)))
+    assert verifier.verify(other_state, content_hash) == "bad certificate"
+    # The valid header with a certificate that differs by one signature, or lacks one.
+    bad_sig = replace(proof.certificate[2], signature=bytes(64))
+    forged_cert = replace(proof, certificate=(*proof.certificate[:2], bad_sig))
+    assert verifier.verify(forged_cert, content_hash) == "bad certificate"
+    flipped = proof.certificate[2].signature[:-1] + bytes([proof.certificate[2].signature[-1] ^ 1])
+    one_bit = replace(proof.certificate[2], signature=flipped)
+    assert verifier.verify(replace(proof, certificate=(*proof.certificate[:2], one_bit)),
+                           content_hash) == "bad certificate"  # fmt: skip
+    assert verifier.verify(replace(proof, certificate=proof.certificate[:2]), content_hash) == (
+        "bad certificate"
+    )
+    # A valid signature moved to another signer's name.
+    swapped = replace(proof.certificate[2], replica="node-3")
+    assert verifier.verify(replace(proof, certificate=(*proof.certificate[:2], swapped)),
+                           content_hash) == "bad certificate"  # fmt: skip
+    # The certificate of the previous block, presented with this header.
+    previous = prove(blocks[1], 0)
+    assert verifier.verify(replace(proof, certificate=previous.certificate), content_hash) == (
+        "bad certificate"
+    )
+    # Failures are not cached, and the valid proof still verifies.
+    assert verifier.cached == 3
+    assert verifier.verify(proof, content_hash) == "VALID"
+    # Another membership (other replica keys, another chain) shares nothing.
+    strangers = {rid: SigningKey.from_bytes(bytes([0x90 + i]) * 32).verify_key
+                 for i, rid in enumerate(REPLICAS)}  # fmt: skip
+    other = ProofVerifier(chain_id=CHAIN, replicas=strangers, quorum=QUORUM)
+    assert other.verify(proof, content_hash) == "bad certificate"
+    assert (
+        ProofVerifier(chain_id="other-chain", replicas=REPLICAS, quorum=QUORUM).verify(
+            proof, content_hash
+        )
+        == "bad certificate"
+    )
+
+
+def test_proof_verifier_cache_is_bounded() -> None:
+    blocks, _ = build_chain(4)
+    proofs = [(prove(b, 0), block_entries(b)[0].content_hash) for b in blocks]
+    verifier = _verifier(max_cached=3)  # one certificate's worth
+    for proof, content_hash in proofs:
+        assert verifier.verify(proof, content_hash) == "VALID"
+    assert verifier.cached == 3 and CountingKey.calls == 12
+    # The most recent block's signatures are remembered, the older ones were dropped (LRU).
+    assert verifier.verify(*proofs[3]) == "VALID"
+    assert CountingKey.calls == 12
+    assert verifier.verify(*proofs[0]) == "VALID"
+    assert CountingKey.calls == 15 and verifier.cached == 3
+    # No cache at all: every proof is checked in full.
+    uncached = _verifier(max_cached=0)
+    for _ in range(2):
+        assert uncached.verify(*proofs[0]) == "VALID"
+    assert CountingKey.calls == 6 and uncached.cached == 0
+    with pytest.raises(LedgerError):
+        _verifier(max_cached=-1)

@@ -277,3 +277,89 @@ def test_a_node_checks_its_config(tmp_path: Path) -> None:
     with pytest.raises(NodeError, match="no open store"):
         _ = node.store
     asyncio.run(node.stop())  # stopping a node never started is a no-op
+
+
+async def _start(tmp_path: Path, rid: str) -> Node:
+    config = NodeConfig(rid, REPLICA_KEYS[rid], MEMBERS, ("127.0.0.1", 0), {},
+                        tmp_path / f"{rid}.db", CONFIG, tick_seconds=TICK)  # fmt: skip
+    node = Node(config)
+    await node.start()
+    return node
+
+
+def _link(nodes: dict[str, Node]) -> None:
+    for rid, node in nodes.items():
+        for other, peer in nodes.items():
+            if other != rid:
+                node.transport.set_peer(other, peer.transport.address)
+
+
+def test_the_whole_cluster_restarts_on_its_stores_and_carries_on(tmp_path: Path) -> None:
+    run(lambda: _whole_restart(tmp_path), deadline=60)
+
+
+async def _whole_restart(tmp_path: Path) -> None:
+    clients = [Client(c) for c in sorted(CLIENT_KEYS)]
+    async with cluster(tmp_path) as nodes:
+        try:
+            for client in clients:
+                await client.connect(nodes)
+            await _run_clients(clients, range(1, 8))
+            before = await _settled(list(nodes.values()))
+        finally:
+            for client in clients:
+                await client.close()
+    # Every process stops; the same stores come back (new ports, as after a reboot).
+    nodes = {rid: await _start(tmp_path, rid) for rid in MEMBERS.replica_ids}
+    _link(nodes)
+    clients = [Client(c) for c in sorted(CLIENT_KEYS)]
+    try:
+        for node in nodes.values():
+            assert node.recovered_at is not None and node.recovered_at > 0
+            assert node.height == before
+        for client in clients:
+            await client.connect(nodes)
+        await _run_clients(clients, range(8, 14))
+        after = await _settled(list(nodes.values()))
+        assert after > before
+        _check_stores(list(nodes.values()), clients, range(1, 14))
+        for node in nodes.values():
+            m = node.metrics
+            assert m["store_errors"] == m["block_errors"] == m["tick_errors"] == 0
+            assert node.failure is None
+    finally:
+        for client in clients:
+            await client.close()
+        for node in nodes.values():
+            await node.stop()
+
+
+def test_a_restarted_backup_recovers_and_syncs_the_blocks_it_missed(tmp_path: Path) -> None:
+    run(lambda: _backup_restart(tmp_path), deadline=60)
+
+
+async def _backup_restart(tmp_path: Path) -> None:
+    clients = [Client(c) for c in sorted(CLIENT_KEYS)]
+    nodes = {rid: await _start(tmp_path, rid) for rid in MEMBERS.replica_ids}
+    _link(nodes)
+    try:
+        for client in clients:
+            await client.connect(nodes)
+        await _run_clients(clients, range(1, 6))
+        await nodes["node-3"].stop()
+        # The others run several checkpoints (and log windows) past it.
+        await _run_clients(clients, range(6, 20))
+        nodes["node-3"] = await _start(tmp_path, "node-3")
+        _link(nodes)
+        assert nodes["node-3"].recovered_at is not None
+        await _run_clients(clients, range(20, 24))
+        await _settled(list(nodes.values()), timeout=20)
+        _check_stores(list(nodes.values()), clients, range(1, 24))
+        back = nodes["node-3"].metrics
+        assert back["blocks_synced"] > 0  # the blocks below the fetched checkpoint
+        assert nodes["node-3"].failure is None
+    finally:
+        for client in clients:
+            await client.close()
+        for node in nodes.values():
+            await node.stop()

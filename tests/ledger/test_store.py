@@ -392,6 +392,44 @@ def test_save_checkpoint_keeps_the_latest_and_prunes(store: LedgerStore) -> None
     assert store.checkpoint() == STABLE
 
 
+def test_the_client_table_is_kept_with_the_checkpoint(path: Path) -> None:
+    with LedgerStore.open(path, chain_id=CHAIN) as store:
+        assert store.checkpoint_clients() == {}
+        store.save_checkpoint(StableCheckpoint(0, S, ()), {"clinic": (3, b"r3")})
+        store.save_checkpoint(STABLE, {"clinic": (7, b"r7"), "lab": (1, b"")})
+        store.save_checkpoint(STABLE)  # no table given: the saved one stays
+    with LedgerStore.open(path, chain_id=CHAIN) as store:
+        assert store.checkpoint() == STABLE
+        assert store.checkpoint_clients() == {"clinic": (7, b"r7"), "lab": (1, b"")}
+
+
+def test_locations_up_to_a_height_are_the_state_after_that_block(store: LedgerStore) -> None:
+    blocks = filled(store)
+    for top in range(len(blocks)):
+        state = NotarizationState()
+        for b in blocks[: top + 1]:
+            state.apply(block_entries(b), b.header.height)
+        assert store.locations(top) == dict(state.locations())
+        rebuilt = NotarizationState.from_locations(store.locations(top), top)
+        assert rebuilt.state_root() == blocks[top].header.state_root
+    assert store.locations(-1) == {}
+
+
+def test_a_version_1_store_is_migrated(path: Path) -> None:
+    with LedgerStore.open(path, chain_id=CHAIN) as store:
+        blocks = filled(store)
+        store.save_checkpoint(STABLE, {"clinic": (1, b"x")})
+    # As version 1 left it: no client table.
+    execute(path, "DROP TABLE checkpoint_clients")
+    execute(path, "PRAGMA user_version = 1")
+    with LedgerStore.open(path, chain_id=CHAIN) as store:
+        assert list(store.blocks()) == blocks
+        # A version-1 checkpoint has no client table: it cannot serve recovery, so it goes.
+        assert store.checkpoint() is None and store.checkpoint_clients() == {}
+        store.save_checkpoint(STABLE, {"clinic": (1, b"x")})
+    assert rows(path, "PRAGMA user_version") == [(2,)]
+
+
 # --- corruption -------------------------------------------------------------------------------
 
 

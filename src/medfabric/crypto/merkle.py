@@ -18,6 +18,9 @@ Invariants:
 - :class:`MerkleTree` is append-only; ``root``, ``inclusion_proof`` and ``consistency_proof``
   cost O(log n) hashes for any size up to the current one, because every complete, aligned
   power-of-two subtree is hashed once when its last leaf arrives and kept.
+- :class:`MerkleFrontier` keeps only the O(log n) roots of the complete subtrees that tile the
+  leaves (a compact range): it serves the current root and nothing else, in O(log n) memory,
+  and copies in O(log n).
 
 This module uses the standard library and `crypto.errors` only (`crypto/` imports nothing else of
 medfabric).
@@ -34,6 +37,7 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "MerkleError",
+    "MerkleFrontier",
     "MerkleTree",
     "consistency_proof",
     "inclusion_proof",
@@ -509,6 +513,125 @@ class MerkleTree:
     def _check_index(index: int, size: int) -> None:
         if not (_is_size(index) and index < size):
             raise MerkleError(f"leaf index must be in [0, {size}), got {index!r}")
+
+
+class MerkleFrontier:
+    """The right edge of an append-only Merkle tree: enough to append leaves and read the root.
+
+    Holds, for the first ``size`` leaves, the roots of the complete aligned subtrees that tile
+    them, largest (leftmost) first: one per set bit of ``size`` (the compact range ``[0, size)``).
+    The RFC 6962 root is these roots folded from the right, ``node(s0, node(s1, ... sk))``,
+    because the RFC tree splits at the largest power of two with the left part complete.
+
+    Cost: ``append`` hashes one node on average (amortized O(1), at most log2 n); ``root`` hashes
+    at most log2 n nodes (the result is cached until the next append); ``copy`` copies at most
+    log2 n hashes. No leaf is kept, so it cannot serve proofs or past roots: use
+    :class:`MerkleTree` for those.
+
+    Example:
+        >>> f = MerkleFrontier([leaf_hash(b"a"), leaf_hash(b"b"), leaf_hash(b"c")])
+        >>> f.root() == root([b"a", b"b", b"c"])
+        True
+    """
+
+    __slots__ = ("_nodes", "_root", "_size")
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
+        """Create a frontier, optionally holding ``leaf_hashes`` already.
+
+        Args:
+            leaf_hashes: Initial leaf hashes, in order (32 bytes each).
+
+        Raises:
+            MerkleError: A hash is not 32 bytes.
+        """
+        self._nodes: list[bytes] = []
+        self._size = 0
+        self._root: bytes | None = EMPTY_ROOT
+        self.extend(leaf_hashes)
+
+    @property
+    def size(self) -> int:
+        """Number of leaves appended so far."""
+        return self._size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, leaf_hash: bytes) -> int:
+        """Append one leaf hash.
+
+        Args:
+            leaf_hash: The new leaf's hash (``leaf_hash(data)``), 32 bytes.
+
+        Returns:
+            The 0-based index of the new leaf.
+
+        Raises:
+            MerkleError: ``leaf_hash`` is not 32 bytes.
+        """
+        if not _is_hash(leaf_hash):
+            raise MerkleError(f"a leaf hash must be {HASH_SIZE} bytes, got {leaf_hash!r}")
+        index = self._size
+        nodes = self._nodes
+        node = bytes(leaf_hash)
+        # Each trailing 1 bit of the new index closes a complete subtree one level up: merge
+        # it with the equally large subtree on its left.
+        pos = index
+        while pos & 1:
+            node = sha256(b"\x01" + nodes.pop() + node).digest()
+            pos >>= 1
+        nodes.append(node)
+        self._size = index + 1
+        self._root = None
+        return index
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Append leaf hashes in order.
+
+        Args:
+            leaf_hashes: The new leaves' hashes, 32 bytes each.
+
+        Raises:
+            MerkleError: A hash is not 32 bytes; the ones before it are kept.
+        """
+        # append() inlined: a method call per leaf costs as much as the hashing it does.
+        nodes = self._nodes
+        size = self._size
+        try:
+            for h in leaf_hashes:
+                if not (isinstance(h, _BYTES) and len(h) == HASH_SIZE):
+                    raise MerkleError(f"a leaf hash must be {HASH_SIZE} bytes, got {h!r}")
+                node = h if type(h) is bytes else bytes(h)
+                pos = size
+                while pos & 1:
+                    node = sha256(b"\x01" + nodes.pop() + node).digest()
+                    pos >>= 1
+                nodes.append(node)
+                size += 1
+        finally:
+            if size != self._size:
+                self._size = size
+                self._root = None
+
+    def root(self) -> bytes:
+        """The RFC 6962 root of the leaves appended so far (:data:`EMPTY_ROOT` for none)."""
+        r = self._root
+        if r is None:
+            nodes = self._nodes
+            r = nodes[-1]
+            for left in reversed(nodes[:-1]):
+                r = sha256(b"\x01" + left + r).digest()
+            self._root = r
+        return r
+
+    def copy(self) -> MerkleFrontier:
+        """An independent frontier holding the same leaves (O(log n))."""
+        other = MerkleFrontier.__new__(MerkleFrontier)
+        other._nodes = list(self._nodes)
+        other._size = self._size
+        other._root = self._root
+        return other
 
 
 def _split(n: int) -> int:

@@ -4,7 +4,8 @@ Pure: no I/O, clocks or randomness. The flow is: an institution signs a :class:`
 holding a batch of :class:`Entry` values; the primary orders transactions into a
 :class:`Block`; the native contract :class:`NotarizationState` executes the block's entries;
 ``2f + 1`` replicas sign the header hash (the commit certificate); :func:`prove` then serves one
-entry's :class:`EntryProof`, which :func:`verify_entry_proof` checks offline.
+entry's :class:`EntryProof`, which :func:`verify_entry_proof` checks offline (or a
+:class:`ProofVerifier`, which verifies each distinct commit signature once across many proofs).
 
 Encoding (the conventions of ``messages.py``): a one-byte type tag (``Entry`` 0x21,
 ``NotarizeTx`` 0x22, ``BlockHeader`` 0x23, ``Block`` 0x24, ``CommitSig`` 0x25, ``EntryProof``
@@ -42,6 +43,9 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -50,6 +54,7 @@ from typing import ClassVar, TypeVar
 
 from medfabric.crypto.keys import SigningKey, VerifyKey
 from medfabric.crypto.merkle import (
+    MerkleFrontier,
     inclusion_proof,
     leaf_hash,
     root_from_leaf_hashes,
@@ -68,6 +73,7 @@ from medfabric.ledger.messages import (
 
 __all__ = [
     "BLOCK_DOMAIN",
+    "DEFAULT_SIGNATURE_CACHE",
     "EMPTY_ROOT",
     "GENESIS_PREVIOUS_HASH",
     "MAX_ADDRESS_BYTES",
@@ -87,6 +93,7 @@ __all__ = [
     "NotarizationResult",
     "NotarizationState",
     "NotarizeTx",
+    "ProofVerifier",
     "block_entries",
     "block_hash",
     "block_signing_bytes",
@@ -140,7 +147,7 @@ PROOF_RESULTS: tuple[str, ...] = (
     "bad certificate",
     "untrusted header",
 )
-"""Every answer of :func:`verify_entry_proof`."""
+"""Every answer of :func:`verify_entry_proof` and :meth:`ProofVerifier.verify`."""
 
 _U64_MAX = 2**64 - 1
 T = TypeVar("T")
@@ -674,32 +681,37 @@ class NotarizationResult:
 
 
 _STATE_LEAF_TAG = 0x27
+_STATE_LEAF_HASH_PREFIX = bytes((0x00, _STATE_LEAF_TAG))  # the RFC 6962 leaf prefix, then the tag
+_U64_PAIR = struct.Struct(">QQ")
 
 
-def _state_leaf(content_hash: bytes, loc: Location) -> bytes:
-    return (
-        bytes((_STATE_LEAF_TAG,))
-        + content_hash
-        + loc.height.to_bytes(8, "big")
-        + loc.position.to_bytes(8, "big")
-    )
+def _state_leaf_hash(content_hash: bytes, height: int, position: int) -> bytes:
+    """The leaf hash of a state leaf ``0x27 || content_hash || u64 height || u64 position``:
+    ``SHA-256(0x00 || 0x27 || ...)``, the same as ``leaf_hash`` of those bytes, in one call."""
+    return hashlib.sha256(
+        _STATE_LEAF_HASH_PREFIX + content_hash + _U64_PAIR.pack(height, position)
+    ).digest()
 
 
 class NotarizationState:
     """The native notarization contract: content hash → first :class:`Location`.
 
     ``state_root()`` is the RFC 6962 root over the leaf hashes of
-    ``0x27 || content_hash (32) || u64 height || u64 position``, one per notarized hash, sorted
-    by content hash. It depends only on the mapping. It is recomputed (O(n) hashes over the
-    cached leaf hashes) when read after a change. The definition is part of the format: a faster
-    (incremental) implementation must give the same root.
+    ``0x27 || content_hash (32) || u64 height || u64 position``, one per notarized hash, in
+    notarization order: sorted by ``(height, position)``, ties (which a valid state never has)
+    broken by content hash. It depends only on the mapping. Because :meth:`apply` notarizes at
+    increasing heights and, within a block, increasing positions, that order is the order in
+    which hashes are first notarized, so the root is kept incrementally in a
+    :class:`~medfabric.crypto.merkle.MerkleFrontier`: applying a block of ``k`` new hashes costs
+    O(k) amortized hashes, reading the root at most O(log n), and memory beyond the mapping is
+    O(log n). The definition is part of the format.
     """
 
     def __init__(self) -> None:
+        """Create the empty state (no block applied, root :data:`EMPTY_ROOT`)."""
         self._where: dict[bytes, Location] = {}
-        self._leaves: dict[bytes, bytes] = {}
+        self._frontier = MerkleFrontier()
         self._height: int | None = None
-        self._root: bytes | None = EMPTY_ROOT
 
     def __len__(self) -> int:
         return len(self._where)
@@ -708,6 +720,10 @@ class NotarizationState:
     def height(self) -> int | None:
         """The last height applied, or None before any block."""
         return self._height
+
+    def _check_height(self, height: int) -> None:
+        if not _u64_ok(height) or (self._height is not None and height <= self._height):
+            raise LedgerError(f"height {height} does not follow {self._height}")
 
     def apply(self, entries: Sequence[Entry], height: int) -> NotarizationResult:
         """Execute one block's entries (in block order) at ``height``.
@@ -719,21 +735,21 @@ class NotarizationState:
         Raises:
             LedgerError: ``height`` is not greater than the last height applied.
         """
-        if not _u64_ok(height) or (self._height is not None and height <= self._height):
-            raise LedgerError(f"height {height} does not follow {self._height}")
+        self._check_height(height)
         self._height = height
+        where = self._where
         notarized: list[bytes] = []
         duplicates: list[int] = []
+        leaves: list[bytes] = []
         for position, e in enumerate(entries):
-            if e.content_hash in self._where:
+            content_hash = e.content_hash
+            if content_hash in where:
                 duplicates.append(position)
                 continue
-            loc = Location(height, position)
-            self._where[e.content_hash] = loc
-            self._leaves[e.content_hash] = leaf_hash(_state_leaf(e.content_hash, loc))
-            notarized.append(e.content_hash)
-        if notarized:
-            self._root = None
+            where[content_hash] = Location(height, position)
+            leaves.append(_state_leaf_hash(content_hash, height, position))
+            notarized.append(content_hash)
+        self._frontier.extend(leaves)
         return NotarizationResult(tuple(notarized), tuple(duplicates))
 
     def locate(self, content_hash: bytes) -> Location | None:
@@ -750,40 +766,58 @@ class NotarizationState:
     ) -> NotarizationState:
         """The state holding exactly ``locations``, last applied at ``height`` (a snapshot).
 
+        The root is rebuilt over the leaves in ``(height, position)`` order (O(n log n) to sort,
+        O(n) hashes), whatever the order of ``locations``.
+
         Raises:
-            LedgerError: A hash is not 32 bytes, or a location lies above ``height``.
+            LedgerError: A hash is not 32 bytes, or a location lies above ``height`` (or its
+                position is not a u64).
         """
         state = cls()
         for content_hash, loc in locations.items():
             if not _hash_ok(content_hash):
                 raise LedgerError("a notarized hash is not 32 bytes")
-            if height is None or not 0 <= loc.height <= height or loc.position < 0:
+            if height is None or not (_u64_ok(loc.height) and loc.height <= height):
                 raise LedgerError(f"location {loc} is not below height {height}")
+            if not _u64_ok(loc.position):
+                raise LedgerError(f"location {loc}: the position is not a u64")
             state._where[content_hash] = loc
-            state._leaves[content_hash] = leaf_hash(_state_leaf(content_hash, loc))
+        # Sort keys ``u64 height || u64 position || hash`` order as (height, position, hash)
+        # and compare as bytes, in C.
+        pack = _U64_PAIR.pack
+        keys = sorted([pack(loc.height, loc.position) + h for h, loc in state._where.items()])
+        prefix, sha = _STATE_LEAF_HASH_PREFIX, hashlib.sha256
+        state._frontier.extend(sha(prefix + k[16:] + k[:16]).digest() for k in keys)
         state._height = height
-        state._root = None if locations else EMPTY_ROOT
         return state
 
     def state_root(self) -> bytes:
-        """The root over the mapping (see the class docstring)."""
-        if self._root is None:
-            self._root = root_from_leaf_hashes([self._leaves[k] for k in sorted(self._leaves)])
-        return self._root
+        """The root over the mapping (see the class docstring); O(log n), cached."""
+        return self._frontier.root()
 
     def preview_root(self, entries: Sequence[Entry], height: int) -> bytes:
         """The state root after applying ``entries`` at ``height``, leaving this state unchanged.
 
+        Copies only the frontier (O(log n)), not the mapping.
+
         Raises:
             LedgerError: As :meth:`apply`.
         """
-        copy = NotarizationState()
-        copy._where = dict(self._where)
-        copy._leaves = dict(self._leaves)
-        copy._height = self._height
-        copy._root = self._root
-        copy.apply(entries, height)
-        return copy.state_root()
+        self._check_height(height)
+        where = self._where
+        seen: set[bytes] = set()
+        leaves: list[bytes] = []
+        for position, e in enumerate(entries):
+            content_hash = e.content_hash
+            if content_hash in where or content_hash in seen:
+                continue
+            seen.add(content_hash)
+            leaves.append(_state_leaf_hash(content_hash, height, position))
+        if not leaves:
+            return self._frontier.root()
+        frontier = self._frontier.copy()
+        frontier.extend(leaves)
+        return frontier.root()
 
 
 # --- proofs -----------------------------------------------------------------------------------
@@ -879,21 +913,16 @@ def verify_entry_proof(
     3. ``bad certificate``: the header lacks ``quorum`` valid, distinct replica signatures.
     4. ``untrusted header``: ``trusted_header`` was given and the header differs from it.
 
-    Never raises on a malformed proof.
+    Never raises on a malformed proof. Every call verifies the certificate's signatures; a
+    verifier checking many proofs (of the same blocks) uses :class:`ProofVerifier`, which gives
+    the same answers and verifies each distinct signature once.
 
     Returns:
         ``"VALID"`` or the reason.
     """
-    if proof.entry.content_hash != content_hash:
-        return "hash mismatch"
-    if not verify_inclusion(
-        proof.entry.leaf_hash,
-        proof.position,
-        proof.entry_count,
-        list(proof.path),
-        proof.header.entries_root,
-    ):
-        return "not in block"
+    why = _check_entry(proof, content_hash)
+    if why is not None:
+        return why
     try:
         why = check_certificate(
             proof.header, proof.certificate, replicas, quorum, chain_id=chain_id
@@ -905,6 +934,150 @@ def verify_entry_proof(
     if trusted_header is not None and trusted_header != proof.header:
         return "untrusted header"
     return "VALID"
+
+
+def _check_entry(proof: EntryProof, content_hash: bytes) -> str | None:
+    """Checks 1 and 2 of :func:`verify_entry_proof`: None if they hold, else the reason."""
+    if proof.entry.content_hash != content_hash:
+        return "hash mismatch"
+    if not verify_inclusion(
+        proof.entry.leaf_hash,
+        proof.position,
+        proof.entry_count,
+        list(proof.path),
+        proof.header.entries_root,
+    ):
+        return "not in block"
+    return None
+
+
+_SignatureKey = tuple[bytes, str, bytes]  # (block_hash(header), replica, signature)
+
+DEFAULT_SIGNATURE_CACHE = 4096
+"""How many verified commit signatures a :class:`ProofVerifier` remembers by default (about a
+thousand blocks' certificates)."""
+
+
+class ProofVerifier:
+    """Checks entry proofs for one membership, verifying each distinct commit signature once.
+
+    :meth:`verify` answers exactly what :func:`verify_entry_proof` answers for the same chain,
+    replica keys and quorum: every proof's certificate is checked in full (signers sorted and
+    distinct, each a replica, at least ``quorum`` of them, every signature valid). The
+    difference is the cost. A signature that verified is remembered in a bounded LRU cache as
+    the triple (``block_hash(header)``, replica id, signature bytes); the same triple met again
+    is not verified again. Proofs of one block share its header, and a replica's (deterministic
+    Ed25519) signature on it is the same in every node's certificate, so checking many proofs
+    of one block costs at most one verification per replica, and a proof of a block already
+    seen costs its entry's leaf hash, its inclusion path and its header hash.
+
+    A cached triple vouches only for that exact signature over that exact header hash (the
+    signed bytes are ``BLOCK_DOMAIN || chain || block_hash(header)``, and the chain is fixed
+    here), so a made-up header, another block's certificate or a certificate that differs in a
+    single byte is still refused, and every proof found ``VALID`` carries a certificate that
+    verifies on its own. Failed signatures are not cached.
+
+    The membership is fixed at construction (the replica keys are copied), so a cache entry is
+    always valid for it. Safe to share between threads.
+
+    Args:
+        chain_id: The chain.
+        replicas: Replica id → verify key (the membership's replicas).
+        quorum: Signatures needed, ``2f + 1``.
+        max_cached: How many verified signatures to remember (least recently used dropped
+            first); 0 disables the cache.
+
+    Raises:
+        LedgerError: ``max_cached`` is negative.
+
+    Example::
+
+        verifier = ProofVerifier(chain_id=m.chain_id, replicas=m.replicas, quorum=m.quorum)
+        verdicts = [verifier.verify(p, h) for h, p in proofs]   # Ed25519 once per signature
+    """
+
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        replicas: Mapping[str, VerifyKey],
+        quorum: int,
+        max_cached: int = DEFAULT_SIGNATURE_CACHE,
+    ) -> None:
+        if max_cached < 0:
+            raise LedgerError(f"max_cached must be >= 0, got {max_cached}")
+        self.chain_id = chain_id
+        self.quorum = quorum
+        self.max_cached = max_cached
+        self._replicas: Mapping[str, VerifyKey] = MappingProxyType(dict(replicas))
+        self._verified: OrderedDict[_SignatureKey, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def replicas(self) -> Mapping[str, VerifyKey]:
+        """The replica keys the certificates are checked against (read-only)."""
+        return self._replicas
+
+    @property
+    def cached(self) -> int:
+        """How many verified signatures are remembered now (at most ``max_cached``)."""
+        return len(self._verified)
+
+    def verify(
+        self,
+        proof: EntryProof,
+        content_hash: bytes,
+        *,
+        trusted_header: BlockHeader | None = None,
+    ) -> str:
+        """Check ``proof`` as :func:`verify_entry_proof` does; ``"VALID"`` or the reason.
+
+        Never raises on a malformed proof.
+        """
+        why = _check_entry(proof, content_hash)
+        if why is not None:
+            return why
+        try:
+            certified = self._certified(proof.header, proof.certificate)
+        except LedgerError:  # a header field that cannot be encoded
+            return "bad certificate"
+        if not certified:
+            return "bad certificate"
+        if trusted_header is not None and trusted_header != proof.header:
+            return "untrusted header"
+        return "VALID"
+
+    def _certified(self, header: BlockHeader, certificate: Sequence[CommitSig]) -> bool:
+        # The rules of check_certificate, in its order; only the Ed25519 work is remembered.
+        if self.quorum < 1:
+            return False
+        for a, b in pairwise(certificate):
+            if a.replica >= b.replica:
+                return False
+        if len(certificate) < self.quorum:
+            return False
+        header_hash = block_hash(header)
+        message = _domain(BLOCK_DOMAIN, self.chain_id) + header_hash
+        for s in certificate:
+            key = self._replicas.get(s.replica)
+            if key is None:
+                return False
+            cacheable = type(s.replica) is str and type(s.signature) is bytes
+            triple = (header_hash, s.replica, s.signature)
+            if cacheable:
+                with self._lock:
+                    if triple in self._verified:
+                        self._verified.move_to_end(triple)
+                        continue
+            if not key.verify(message, s.signature):
+                return False
+            if cacheable and self.max_cached:
+                with self._lock:
+                    self._verified[triple] = None
+                    self._verified.move_to_end(triple)
+                    while len(self._verified) > self.max_cached:
+                        self._verified.popitem(last=False)
+        return True
 
 
 # --- decoding ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ sequence of batches):
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -64,6 +64,16 @@ from medfabric.ledger.messages import (
 )
 
 __all__ = ["BuiltBlock", "NotarizationService", "TxResult"]
+
+
+def _same_content(a: BlockHeader, b: BlockHeader) -> bool:
+    """Equal blocks but for the view they committed in (view, proposer, hence previous hash)."""
+    return (a.height, a.entries_root, a.state_root, a.time) == (
+        b.height,
+        b.entries_root,
+        b.state_root,
+        b.time,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +149,7 @@ class NotarizationService:
         self._pending: set[bytes] = set()  # content hashes executed in the open batch
         self._time = 0
         self._built: list[BuiltBlock] = []
+        self._expected: dict[int, BlockHeader] = {}  # certified headers to cut again
 
     # --- the StateMachine protocol -----------------------------------------------------------
 
@@ -183,6 +194,9 @@ class NotarizationService:
             proposer=self.membership.primary(view),
             time=max(self._time, 0 if self.head is None else self.head.time),
         )
+        known = self._expected.pop(height, None)
+        if known is not None and _same_content(known, header):
+            header = known  # committed here in another view than where it was certified
         self._built.append(BuiltBlock(seq, header, tuple(self._txs)))
         self.head = header
         self._txs, self._pending, self._time = [], set(), 0
@@ -233,6 +247,43 @@ class NotarizationService:
             raise LedgerError("bad service snapshot: notarized hashes without a head block")
         self.state, self.head = state, head
         self._txs, self._pending, self._time = [], set(), 0
+        top = -1 if head is None else head.height
+        self._expected = {h: x for h, x in self._expected.items() if h > top}
+
+    def restore_at(self, head: BlockHeader, locations: Mapping[bytes, Location]) -> None:
+        """Load the state after the stored block ``head`` (restart recovery): ``locations`` is
+        the first notarization of every hash in the blocks up to ``head.height`` (the store's
+        entry index). Checks, before changing anything, that they give ``head.state_root``.
+
+        Raises:
+            LedgerError: A location is above ``head``, or the root does not match.
+        """
+        if any(loc.height > head.height for loc in locations.values()):
+            raise LedgerError(f"a location is above block {head.height}")
+        state = NotarizationState.from_locations(locations, head.height)
+        if state.state_root() != head.state_root:
+            raise LedgerError(
+                f"the notarized hashes up to block {head.height} do not give its state root"
+            )
+        self.state, self.head = state, head
+        self._txs, self._pending, self._time = [], set(), 0
+        top = -1 if head is None else head.height
+        self._expected = {h: x for h, x in self._expected.items() if h > top}
+
+    def expect(self, headers: Iterable[BlockHeader]) -> None:
+        """Certified headers (stored before a restart, or synced from peers) of heights this
+        service has not cut yet (restart recovery, block sync).
+
+        A batch can commit in different views at different replicas (one commits it in view
+        ``v``, another only after the view change re-proposed it in ``v + 1``), and the header
+        names that view and its primary. When :meth:`end_batch` cuts a height whose expected
+        header has the same content (height, entries root, state root, time; the previous
+        hash may differ only through such an earlier view), the expected header is used, so
+        that the chain continues from the certified one.
+        """
+        for header in headers:
+            if self.head is None or header.height > self.head.height:
+                self._expected[header.height] = header
 
     # --- for the node ------------------------------------------------------------------------
 

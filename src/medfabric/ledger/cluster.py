@@ -60,7 +60,7 @@ from medfabric.crypto.errors import CryptoError
 from medfabric.crypto.keys import SigningKey, VerifyKey, load_private_key, save_private_key
 from medfabric.ledger.api import DEFAULT_REPLY_TIMEOUT, ApiServer
 from medfabric.ledger.messages import LedgerError, Membership
-from medfabric.ledger.node import Node, NodeConfig
+from medfabric.ledger.node import Node, NodeConfig, NodeError
 from medfabric.ledger.replica import ReplicaConfig
 
 __all__ = [
@@ -430,10 +430,16 @@ async def serve_node(
             *node.transport.address,
             *api.address,
         )
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(node.failed.wait())
+        await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (stopping, failing):
+            waiter.cancel()
     finally:
         await api.stop()
         await node.stop()
+    if node.failure is not None:
+        raise NodeError(f"node {node.id} failed: {node.failure}")
 
 
 async def run_node(config_path: Path, stop: asyncio.Event) -> None:

@@ -71,9 +71,12 @@ __all__ = [
     "DIGEST_SIZE",
     "DOMAIN",
     "MAX_ID_BYTES",
+    "MAX_SYNC_BLOCKS",
     "NULL_DIGEST",
     "REASONS",
     "BadSignature",
+    "BlockData",
+    "BlockRequest",
     "BlockSignature",
     "Checkpoint",
     "Commit",
@@ -707,6 +710,64 @@ class BlockSignature:
         _replica_ok(self.replica, membership)
 
 
+MAX_SYNC_BLOCKS = 64
+"""At most this many blocks per :class:`BlockRequest` and :class:`BlockData` (block sync)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRequest:
+    """Replica ``replica`` asks for the stored blocks from ``from_height`` on (block sync).
+
+    Not a PBFT message (like :class:`BlockSignature`, nodes handle it, never the replica).
+
+    Attributes:
+        from_height: The first height wanted.
+        count: How many blocks at most (1 to :data:`MAX_SYNC_BLOCKS`).
+        replica: The asking replica; it also signs the envelope.
+    """
+
+    TAG: ClassVar[int] = 0x0C
+    from_height: int
+    count: int
+    replica: str
+
+    def validate_basic(self, membership: Membership) -> None:
+        """Check the fields without any state. Raises :class:`InvalidMessage`."""
+        _nonneg(self.from_height, "from_height")
+        _require(1 <= self.count <= MAX_SYNC_BLOCKS, f"count must be 1..{MAX_SYNC_BLOCKS}")
+        _replica_ok(self.replica, membership)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockData:
+    """Replica ``replica``'s answer to a :class:`BlockRequest`: its stored blocks from
+    ``from_height`` on, in height order (``encode_block`` bytes, each with its commit
+    certificate), and the height of its stored head (-1 as ``head + 1 = 0`` when empty).
+
+    The receiver trusts none of it: it checks every block with ``verify_block`` (chain to its
+    own head, transactions, certificate) before appending.
+
+    Attributes:
+        from_height: The height of ``blocks[0]``.
+        blocks: At most :data:`MAX_SYNC_BLOCKS` encoded blocks (possibly none).
+        head_next: The sender's stored head height + 1 (how far it could serve).
+        replica: The answering replica; it also signs the envelope.
+    """
+
+    TAG: ClassVar[int] = 0x0D
+    from_height: int
+    blocks: tuple[bytes, ...]
+    head_next: int
+    replica: str
+
+    def validate_basic(self, membership: Membership) -> None:
+        """Check the fields without any state. Raises :class:`InvalidMessage`."""
+        _nonneg(self.from_height, "from_height")
+        _nonneg(self.head_next, "head_next")
+        _require(len(self.blocks) <= MAX_SYNC_BLOCKS, f"more than {MAX_SYNC_BLOCKS} blocks")
+        _replica_ok(self.replica, membership)
+
+
 Message: TypeAlias = (
     Request
     | Reply
@@ -719,6 +780,8 @@ Message: TypeAlias = (
     | FetchState
     | StateChunk
     | BlockSignature
+    | BlockRequest
+    | BlockData
 )
 """Any protocol message (what a :class:`Signed` envelope holds)."""
 
@@ -995,6 +1058,15 @@ class _Writer:
             self.blob(m.data)
             self.items(m.proof, self.blob)
             self.ident(m.replica)
+        elif isinstance(m, BlockRequest):
+            self.u64(m.from_height)
+            self.u64(m.count)
+            self.ident(m.replica)
+        elif isinstance(m, BlockData):
+            self.u64(m.from_height)
+            self.items(m.blocks, self.blob)
+            self.u64(m.head_next)
+            self.ident(m.replica)
         else:
             self.u64(m.height)
             self.blob(m.block_hash)
@@ -1107,6 +1179,10 @@ class _Reader:
             return FetchState(self.u64(), self.u64(), self.ident())
         if tag == BlockSignature.TAG:
             return BlockSignature(self.u64(), self.blob(), self.ident(), self.blob())
+        if tag == BlockRequest.TAG:
+            return BlockRequest(self.u64(), self.u64(), self.ident())
+        if tag == BlockData.TAG:
+            return BlockData(self.u64(), self.items(self.blob), self.u64(), self.ident())
         return StateChunk(
             self.u64(),
             self.blob(),
@@ -1130,6 +1206,8 @@ _MESSAGE_TYPES: tuple[type[Any], ...] = (
     FetchState,
     StateChunk,
     BlockSignature,
+    BlockRequest,
+    BlockData,
 )
 
 

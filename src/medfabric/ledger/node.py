@@ -48,13 +48,21 @@ Errors: I/O errors (store, transport) are logged and counted, never raised out o
 or the tick loop; a local bug in the tick loop is logged with its traceback and the loop goes
 on. Errors raised in the message handler are counted by the transport (``handler_errors``).
 
-Known gaps (not built yet):
+Stable checkpoints are saved (with the replica's client table at them) only once the blocks
+up to them are stored, so that the service state at the saved checkpoint can always be rebuilt
+from the store.
 
-- Block sync: after ``ready.restored`` (state transfer) the blocks up to the restored
-  checkpoint must be fetched from other nodes. The node logs it and keeps certifying later
-  blocks, which wait in memory for their predecessors until block sync exists.
-- Restart recovery: a node starts from an empty replica and service; the persisted messages
-  and stored blocks of an earlier run are not replayed into them.
+Restart recovery (:meth:`Node.start` on an existing store): the service is rebuilt at the
+stored checkpoint ``C`` from block ``C - 1`` and the entry index, the replica recovers from it,
+the client table and the persisted messages (:meth:`Replica.recover`, which checks the state
+against the checkpoint's digest). Re-executed batches cut headers that must equal the stored
+blocks: equal ones are skipped, a different one is fatal (:attr:`Node.failed`).
+
+Block sync: when blocks above the stored head are known to be certified elsewhere (peers'
+block signatures, ``ready.restored``, a peer's ``BlockData.head_next``) and the head does not
+move, the node sends a :class:`~medfabric.ledger.messages.BlockRequest` to one peer at a time;
+the :class:`~medfabric.ledger.messages.BlockData` answer's blocks are each checked with
+``verify_block`` (chain to the head, certificate) before they are appended.
 """
 
 from __future__ import annotations
@@ -75,11 +83,16 @@ from medfabric.ledger.blocks import (
     CommitSig,
     block_hash,
     block_signing_bytes,
+    decode_block,
+    encode_block,
     sign_block,
     verify_block,
 )
 from medfabric.ledger.chain import BuiltBlock, NotarizationService
 from medfabric.ledger.messages import (
+    MAX_SYNC_BLOCKS,
+    BlockData,
+    BlockRequest,
     BlockSignature,
     LedgerError,
     Membership,
@@ -88,13 +101,23 @@ from medfabric.ledger.messages import (
     Signed,
     sign,
 )
-from medfabric.ledger.replica import Ready, Replica, ReplicaConfig
-from medfabric.ledger.store import LedgerStore
+from medfabric.ledger.replica import (
+    Ready,
+    Replica,
+    ReplicaConfig,
+    StableCheckpoint,
+    decode_state,
+    encode_state,
+)
+from medfabric.ledger.store import LedgerStore, StoreError
 from medfabric.ledger.transport import Transport
 
 __all__ = ["METRICS", "Node", "NodeConfig", "NodeError", "ReplyListener"]
 
 logger = logging.getLogger(__name__)
+
+SYNC_MAX_BYTES = 4 << 20
+"""A :class:`BlockData` answer carries blocks up to about this many bytes (at least one)."""
 
 METRICS: tuple[str, ...] = (
     "blocks_appended",
@@ -106,6 +129,10 @@ METRICS: tuple[str, ...] = (
     "send_errors",
     "tick_errors",
     "listener_errors",
+    "blocks_synced",
+    "sync_requests",
+    "sync_invalid",
+    "blocks_replayed",
 )
 """The node's own counters (``Node.metrics`` adds the transport's as ``transport.<name>``)."""
 
@@ -223,6 +250,18 @@ class Node:
         self._tick_task: asyncio.Task[None] | None = None
         self._reply_listeners: list[ReplyListener] = []
         self._state = "new"
+        # Stable checkpoint (with its client table) waiting for its blocks to be stored: the
+        # store keeps a checkpoint only once it holds the blocks up to it (restart recovery
+        # rebuilds the service state from them).
+        self._unsaved: tuple[StableCheckpoint, dict[str, tuple[int, bytes]]] | None = None
+        # Block sync.
+        self._sync_target = -1  # the highest height known to be certified elsewhere
+        self._sync_seen = -1  # our height at the last sync check (no progress: ask)
+        self._sync_peer = 0
+        self._served: set[str] = set()  # peers answered this tick
+        self.recovered_at: int | None = None  # checkpoint seq restart recovery started from
+        self.failure: str | None = None
+        self.failed = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -240,6 +279,7 @@ class Node:
         store = LedgerStore.open(self.config.store_path, chain_id=self.chain_id)
         try:
             self._head = store.head()
+            ready = self._recover(store)
             await self.transport.start()
         except BaseException:
             store.close()
@@ -249,6 +289,53 @@ class Node:
         self._last_built = self.height
         self._tick_task = asyncio.create_task(self._tick_loop(), name=f"node-{self.id}-tick")
         self._state = "running"
+        self._handle(ready)
+        # Ask every peer where it is: a node that was down learns how far to sync.
+        self._send_block_request(None)
+
+    def _recover(self, store: LedgerStore) -> Ready:
+        """Restart recovery: rebuild the service at the stored stable checkpoint (from the
+        blocks below it) and recover the replica from it and the persisted messages.
+
+        Raises:
+            NodeError: The store's blocks and checkpoint do not fit together.
+        """
+        checkpoint = store.checkpoint()
+        persisted = store.persisted()
+        state: bytes | None = None
+        if checkpoint is not None and checkpoint.seq > 0:
+            top = checkpoint.seq - 1  # block h holds batch h + 1
+            block = store.block(top)
+            if block is None:
+                raise NodeError(
+                    f"store {store.path} holds stable checkpoint {checkpoint.seq} but not "
+                    f"block {top}"
+                )
+            try:
+                self.service.restore_at(block.header, store.locations(top))
+            except LedgerError as e:
+                raise NodeError(f"store {store.path}: {e}") from e
+            state = encode_state(self.service.snapshot(), store.checkpoint_clients())
+        elif not persisted and self._head is None:
+            return Ready()  # a new store: nothing to recover
+        # The stored blocks above the checkpoint are executed again: the service cuts them
+        # as certified (whatever view the batches commit in this time).
+        start = 0 if checkpoint is None else checkpoint.seq
+        self.service.expect(b.header for b in store.blocks(start))
+        try:
+            ready = self.replica.recover(checkpoint, state, persisted)
+        except LedgerError as e:
+            raise NodeError(f"store {store.path}: cannot recover the replica: {e}") from e
+        self.recovered_at = 0 if checkpoint is None else checkpoint.seq
+        logger.info(
+            "node %s: recovered at checkpoint %d (view %d, %d persisted messages, %d blocks)",
+            self.id,
+            self.recovered_at,
+            self.replica.view,
+            len(persisted),
+            self.height + 1,
+        )
+        return ready
 
     async def stop(self) -> None:
         """Stop ticking, close the transport, then the store. Safe to call more than once."""
@@ -256,13 +343,28 @@ class Node:
             self._state = "stopped"
             return
         self._state = "stopped"
-        if self._tick_task is not None:
-            self._tick_task.cancel()
+        self._tick_stop()
+        if self._tick_task is not None and self._tick_task is not asyncio.current_task():
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
         await self.transport.stop()
         if self._store is not None:
             self._store.close()
+
+    def _tick_stop(self) -> None:
+        if self._tick_task is not None and self._tick_task is not asyncio.current_task():
+            self._tick_task.cancel()
+
+    def _fatal(self, reason: str) -> None:
+        """A fault this node cannot repair (its own chain differs from what it re-executed):
+        log it, stop handling anything, and set :attr:`failed` (the runner then stops)."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        logger.critical("node %s: %s; stopping", self.id, reason)
+        self._state = "failed"
+        self._tick_stop()
+        self.failed.set()
 
     @property
     def store(self) -> LedgerStore:
@@ -302,6 +404,8 @@ class Node:
             "last_executed": self.replica.last_executed,
             "height": self.height,
             "head": None if self._head is None else block_hash(self._head).hex(),
+            "sync_target": max(self._sync_target, self.height),
+            "recovered_at": self.recovered_at,
             "metrics": self.metrics,
         }
 
@@ -330,16 +434,26 @@ class Node:
             self._metrics["signatures_received"] += 1
             self._on_block_signature(signed.message)
             return
+        if isinstance(signed.message, BlockRequest):
+            self._on_block_request(signed.message)
+            return
+        if isinstance(signed.message, BlockData):
+            self._on_block_data(signed.message)
+            return
         self._handle(self.replica.step(signed))
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.tick_seconds)
+            if self._state != "running":
+                return
             try:
                 self._ticks += 1
+                self._served.clear()
                 self._handle(self.replica.tick())
                 if self._ticks % self.config.replica.retransmit_every == 0:
                     self._rebroadcast()
+                    self._sync_tick()
                 self._append_certified()  # retries a failed append
             except Exception:  # a local bug must not stop the node's clock
                 self._metrics["tick_errors"] += 1
@@ -370,22 +484,41 @@ class Node:
                     self._notify_reply(cast("Signed[Reply]", s.message))
         for built in self.service.take_built():
             self._own_header(built)
+            if self._state != "running":
+                return  # fatal: its chain differs from the stored one
         for checkpoint in (ready.stable_checkpoint, ready.restored):
             if checkpoint is None:
                 continue
-            try:
-                self.store.save_checkpoint(checkpoint)
-            except (LedgerError, OSError) as e:
-                self._metrics["store_errors"] += 1
-                logger.error("node %s: saving checkpoint %d failed: %s", self.id, checkpoint.seq, e)
+            state = self.replica.checkpoint_state(checkpoint.seq)
+            if state is None:
+                continue  # superseded within this Ready
+            if self._unsaved is None or self._unsaved[0].seq < checkpoint.seq:
+                self._unsaved = (checkpoint, decode_state(state)[1])
         if ready.restored is not None:
-            logger.warning(
-                "node %s: state restored at checkpoint %d; blocks up to height %d must be "
-                "fetched from other nodes (block sync is not built yet)",
+            self._sync_target = max(self._sync_target, ready.restored.seq - 1)
+            logger.info(
+                "node %s: state restored at checkpoint %d; syncing blocks %d..%d from peers",
                 self.id,
                 ready.restored.seq,
+                self.height + 1,
                 ready.restored.seq - 1,
             )
+        self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        """Save the latest stable checkpoint once the blocks up to it are stored."""
+        if self._unsaved is None:
+            return
+        checkpoint, clients = self._unsaved
+        if self.height < checkpoint.seq - 1:
+            return  # its blocks are not all here yet (certificates, or block sync)
+        try:
+            self.store.save_checkpoint(checkpoint, clients)
+        except (LedgerError, OSError) as e:
+            self._metrics["store_errors"] += 1
+            logger.error("node %s: saving checkpoint %d failed: %s", self.id, checkpoint.seq, e)
+            return
+        self._unsaved = None
 
     def _notify_reply(self, signed: Signed[Reply]) -> None:
         for listener in list(self._reply_listeners):
@@ -401,7 +534,29 @@ class Node:
         header = built.header
         self._last_built = max(self._last_built, header.height)
         if header.height <= self.height:
-            return  # stored already (cannot happen before block sync exists)
+            # Re-executed after a restart, or synced from a peer first: it must be the stored
+            # block. Its signature is still sent, for peers that lack this block.
+            stored = self.store.block(header.height)
+            if stored is None or block_hash(stored.header) != block_hash(header):
+                self._fatal(
+                    f"the header re-executed at height {header.height} differs from the "
+                    "stored block"
+                )
+                return
+            self._metrics["blocks_replayed"] += 1
+            if header.height not in self._own:
+                commit = sign_block(
+                    header, self.config.signing_key, replica=self.id, chain_id=self.chain_id
+                )
+                message = BlockSignature(
+                    header.height, block_hash(header), self.id, commit.signature
+                )
+                signed = sign(
+                    message, self.config.signing_key, signer=self.id, chain_id=self.chain_id
+                )
+                self._own[header.height] = _Own(signed, self.config.replica.retransmit_rounds)
+                self._broadcast(signed)
+            return
         commit = sign_block(
             header, self.config.signing_key, replica=self.id, chain_id=self.chain_id
         )
@@ -418,6 +573,8 @@ class Node:
         self._try_certify(header.height, slot)
 
     def _on_block_signature(self, sig: BlockSignature) -> None:
+        if sig.replica != self.id:
+            self._sync_target = max(self._sync_target, sig.height)
         slot = self._heights.get(sig.height)
         if slot is None:
             # A height not stored yet and at most a log window above what was cut here;
@@ -493,6 +650,7 @@ class Node:
             self._heights.pop(height, None)
             self._head = block.header
             self._metrics["blocks_appended"] += 1
+        self._save_checkpoint()
 
     def _rebroadcast(self) -> None:
         for height in sorted(self._own):
@@ -510,3 +668,119 @@ class Node:
         except LedgerError as e:
             self._metrics["send_errors"] += 1
             logger.error("node %s: broadcasting a block signature failed: %s", self.id, e)
+
+    # --- block sync --------------------------------------------------------------------------
+
+    def _sync_tick(self) -> None:
+        """Every ``retransmit_every`` ticks: if blocks above our head are certified elsewhere
+        and our head did not move since the last check, ask the next peer for them."""
+        stalled = self.height == self._sync_seen
+        self._sync_seen = self.height
+        if self._sync_target > self.height and stalled:
+            peers = [r for r in self.membership.replica_ids if r != self.id]
+            self._sync_peer += 1
+            self._send_block_request(peers[self._sync_peer % len(peers)])
+
+    def _send_block_request(self, to: str | None) -> None:
+        request = BlockRequest(self.height + 1, MAX_SYNC_BLOCKS, self.id)
+        signed = sign(request, self.config.signing_key, signer=self.id, chain_id=self.chain_id)
+        self._metrics["sync_requests"] += 1
+        try:
+            self.transport.send(to, cast("Signed[Message]", signed))
+        except LedgerError as e:
+            self._metrics["send_errors"] += 1
+            logger.error("node %s: sending a block request failed: %s", self.id, e)
+
+    def _on_block_request(self, request: BlockRequest) -> None:
+        """Serve our stored blocks from ``request.from_height`` (one answer per peer per tick,
+        at most ``count`` blocks and about :data:`SYNC_MAX_BYTES`)."""
+        peer = request.replica
+        if peer == self.id or peer in self._served:
+            return
+        self._served.add(peer)
+        blocks: list[bytes] = []
+        size = 0
+        try:
+            end = request.from_height + request.count
+            for block in self.store.blocks(request.from_height, end):
+                data = encode_block(block)
+                if blocks and size + len(data) > SYNC_MAX_BYTES:
+                    break
+                blocks.append(data)
+                size += len(data)
+        except LedgerError as e:
+            self._metrics["store_errors"] += 1
+            logger.error("node %s: reading blocks for %s failed: %s", self.id, peer, e)
+            return
+        answer = BlockData(request.from_height, tuple(blocks), self.height + 1, self.id)
+        signed = sign(answer, self.config.signing_key, signer=self.id, chain_id=self.chain_id)
+        try:
+            self.transport.send(peer, cast("Signed[Message]", signed))
+        except LedgerError as e:
+            self._metrics["send_errors"] += 1
+            logger.error("node %s: sending blocks to %s failed: %s", self.id, peer, e)
+
+    def _on_block_data(self, data: BlockData) -> None:
+        """Append the blocks of ``data`` that extend our head, each checked first."""
+        if data.replica == self.id:
+            return
+        self._sync_target = max(self._sync_target, data.head_next - 1)
+        for i, raw in enumerate(data.blocks):
+            height = data.from_height + i
+            if height <= self.height:
+                continue
+            if height != self.height + 1:
+                return  # a gap: an answer to an older request
+            try:
+                block = decode_block(raw)
+                if block.header.height != height:
+                    raise BlockError("height", f"block {block.header.height} sent as {height}")
+                verify_block(
+                    block,
+                    self._head,
+                    chain_id=self.chain_id,
+                    replicas=self.membership.replicas,
+                    quorum=self.membership.quorum,
+                    institutions=self.membership.clients,
+                    # The certificate (2f+1 replica signatures on the header) vouches for it.
+                    state_root=block.header.state_root,
+                )
+            except LedgerError as e:
+                self._metrics["sync_invalid"] += 1
+                logger.warning(
+                    "node %s: block %d from %s refused: %s", self.id, height, data.replica, e
+                )
+                return
+            slot = self._heights.get(height)
+            if slot is not None and slot.built is not None:
+                own = slot.built.header
+                if (own.entries_root, own.state_root, own.time) != (
+                    block.header.entries_root,
+                    block.header.state_root,
+                    block.header.time,
+                ):
+                    self._fatal(
+                        f"the header cut here at height {height} differs from the certified "
+                        f"block {data.replica} sent"
+                    )
+                    return
+                if block_hash(own) != block_hash(block.header):
+                    logger.warning(
+                        "node %s: block %d was certified for another view than it committed in "
+                        "here; storing the certified one",
+                        self.id,
+                        height,
+                    )
+            try:
+                self.store.append_block(block)
+            except (StoreError, OSError) as e:
+                self._metrics["store_errors"] += 1
+                logger.error("node %s: appending synced block %d failed: %s", self.id, height, e)
+                return
+            self._waiting.pop(height, None)
+            self._heights.pop(height, None)
+            self._head = block.header
+            self.service.expect([block.header])
+            self._metrics["blocks_synced"] += 1
+        self._append_certified()
+        self._save_checkpoint()

@@ -23,6 +23,10 @@ The Ready contract (the caller's side, in this order, for each ``Ready`` before 
    (state transfer): ``committed`` continues at its ``seq + 1``, and the batches up to it
    were never executed here (the caller fetches those blocks from another replica).
 
+Restart: :meth:`Replica.recover` restores a new replica from its last stable checkpoint (with
+the state there) and the messages it persisted since, so that it never signs a message that
+conflicts with one it signed before the restart (see its docstring).
+
 Invariants (for a correct replica; checked by the simulation tests):
 
 - At most one pre-prepare is accepted per ``(view, seq)``; a second one with another digest is
@@ -91,7 +95,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, TypeVar, cast
@@ -551,6 +555,10 @@ class Replica:
         self._snapshots[0] = self._snapshot_now()
         self._far_from: str | None = None  # a replica that spoke far above our window
         self._low_vote_cache: Signed[Checkpoint] | None = None
+        # Recovery: (view, seq) → digest this replica pre-prepared, prepared or committed
+        # before a restart, for seqs that did not fit the recovered window; it never accepts
+        # another digest there (dropped as the low watermark passes them).
+        self._spoken: dict[tuple[int, int], bytes] = {}
 
     # --- read-only views ---------------------------------------------------------------------
 
@@ -639,6 +647,172 @@ class Replica:
         if self._ticks % self.config.retransmit_every == 0:
             self._retransmit(out)
         return out.ready()
+
+    def checkpoint_state(self, seq: int) -> bytes | None:
+        """The encoded state (:func:`encode_state`) of this replica's own checkpoint ``seq``,
+        if it still holds it (checkpoints at or above the low watermark). A node keeps the
+        client table from it with the stable checkpoint, for :meth:`recover`."""
+        snap = self._snapshots.get(seq)
+        return None if snap is None else b"".join(snap.chunks)
+
+    def recover(
+        self,
+        checkpoint: StableCheckpoint | None,
+        state: bytes | None,
+        persisted: Sequence[Signed[Message]],
+    ) -> Ready:
+        """Restart a new replica from what an earlier run of it left on disk.
+
+        Restores the stable ``checkpoint`` (its ``state``, an :func:`encode_state` whose chunk
+        root must be the checkpoint's digest; genesis when ``checkpoint`` is None) as state
+        transfer would, then replays ``persisted`` (every ``Ready.persist`` of the earlier run
+        since that checkpoint, in order) so that this replica never signs a second, different
+        message for a ``(view, seq)`` it already spoke about:
+
+        - its view is the highest view of any persisted message; if its latest message there
+          is its own ``ViewChange`` (no ``NewView`` for that view persisted), it is still
+          changing view, else the persisted ``NewView`` (if any) installed it;
+        - in that view, the persisted pre-prepares (and the ``NewView``'s O) fill the slots in
+          the window, with its own prepares and commits and the prepares of its prepared
+          certificates; a primary's next seq goes above every seq it pre-prepared;
+        - prepared certificates (for later view changes) come back from the persisted prepares
+          and from its own latest ``ViewChange``;
+        - for seqs above the window, the digests it spoke about are remembered, and a
+          pre-prepare with another digest is refused there (``conflicting``).
+
+        The slots above the checkpoint commit again through the normal protocol (its own
+        retransmissions and the other replicas' answers), and execute again: the caller sees
+        them in ``Ready.committed`` once more, identical to the first time.
+
+        Args:
+            checkpoint: The last stable checkpoint saved, or None for genesis.
+            state: The replica state at ``checkpoint`` (ignored for genesis).
+            persisted: The persisted messages, in the order they were persisted.
+
+        Returns:
+            Effects to handle as usual (nothing to persist; possibly messages to send).
+
+        Raises:
+            LedgerError: The replica is not new, or ``state`` does not match the checkpoint's
+                digest or does not decode.
+        """
+        if self._ticks or self.last_executed or self.low or self.view or self._slots:
+            raise LedgerError("recover needs a new replica")
+        out = _Out()
+        if checkpoint is not None and checkpoint.seq > 0:
+            chunks = state_chunks(state or b"", self.config.state_chunk_size)
+            leaves = [leaf_hash(c) for c in chunks]
+            if root_from_leaf_hashes(leaves) != checkpoint.state_digest:
+                raise LedgerError(
+                    f"the recovered state does not give the digest of checkpoint {checkpoint.seq}"
+                )
+            fetch = _Fetch(
+                checkpoint.seq,
+                checkpoint.state_digest,
+                checkpoint.proof,
+                (),
+                total=len(chunks),
+                chunks=dict(enumerate(chunks)),
+            )
+            self._restore(fetch, out)
+            if self.last_executed != checkpoint.seq:
+                raise LedgerError(f"the state of checkpoint {checkpoint.seq} does not decode")
+        self._replay(persisted)
+        return Ready(messages=tuple(out.messages))
+
+    def _replay(self, persisted: Sequence[Signed[Message]]) -> None:
+        """Rebuild view, slots and prepared certificates from ``persisted`` (see recover)."""
+        f, low = self.membership.f, self.low
+        pps: dict[tuple[int, int], Signed[PrePrepare]] = {}  # (view, seq) → stripped
+        full: dict[bytes, tuple[Signed[Request], ...]] = {}
+        prepares: dict[tuple[int, int], dict[str, Signed[Prepare]]] = {}
+        commits: dict[tuple[int, int], Signed[Commit]] = {}  # own
+        new_views: dict[int, Signed[NewView]] = {}
+        own_vc: Signed[ViewChange] | None = None
+        view = 0
+        for signed in persisted:
+            m = signed.message
+            if isinstance(m, PrePrepare):
+                view = max(view, m.view)
+                if m.seq > low:
+                    spp = cast("Signed[PrePrepare]", signed)
+                    stripped = Signed(m.stripped(), spp.signer, spp.signature, spp.chain_id)
+                    pps[(m.view, m.seq)] = stripped
+                    if m.batch is not None:
+                        full[m.digest] = m.batch
+                    self._spoken[(m.view, m.seq)] = m.digest
+            elif isinstance(m, Prepare):
+                view = max(view, m.view)
+                if m.seq > low:
+                    prepares.setdefault((m.view, m.seq), {})[signed.signer] = cast(
+                        "Signed[Prepare]", signed
+                    )
+                    if signed.signer == self.id:
+                        self._spoken[(m.view, m.seq)] = m.digest
+            elif isinstance(m, Commit) and signed.signer == self.id:
+                view = max(view, m.view)
+                if m.seq > low:
+                    commits[(m.view, m.seq)] = cast("Signed[Commit]", signed)
+                    self._spoken[(m.view, m.seq)] = m.digest
+            elif isinstance(m, ViewChange) and signed.signer == self.id:
+                view = max(view, m.new_view)
+                if own_vc is None or own_vc.message.new_view <= m.new_view:
+                    own_vc = cast("Signed[ViewChange]", signed)
+            elif isinstance(m, NewView):
+                view = max(view, m.view)
+                new_views[m.view] = cast("Signed[NewView]", signed)
+                for spp in m.pre_prepares:
+                    if spp.message.seq > low:
+                        pps[(m.view, spp.message.seq)] = spp
+        # Prepared certificates: our latest view change's, then any persisted one above it.
+        if own_vc is not None:
+            for cert in own_vc.message.prepared:
+                if cert.seq > low:
+                    self._prepared[cert.seq] = cert
+        for (v, seq), spp in sorted(pps.items()):
+            digest = spp.message.digest
+            primary = self.membership.primary(v)
+            matching = sorted(
+                (
+                    p
+                    for p in prepares.get((v, seq), {}).values()
+                    if p.message.digest == digest and p.signer != primary
+                ),
+                key=lambda p: p.signer,
+            )
+            seen = self._prepared.get(seq)
+            if len(matching) >= 2 * f and (seen is None or seen.view <= v):
+                self._prepared[seq] = PreparedCertificate(spp, tuple(matching))
+        self._batches.update(full)
+        self.view = view
+        nv = new_views.get(view)
+        if nv is None and own_vc is not None and own_vc.message.new_view == view:
+            # Crashed while changing view: carry on waiting for that view's NewView.
+            self.active = False
+            self._own_view_change = own_vc
+            self._view_changes[self.id] = own_vc
+            self.view_change_log.append((view, self.timeout))
+            return
+        self._new_view = nv
+        top = low
+        if nv is not None:
+            top = max([top] + [spp.message.seq for spp in nv.message.pre_prepares])
+        for (v, seq), spp in sorted(pps.items()):
+            if v != view:
+                continue
+            if spp.signer == self.id:
+                top = max(top, seq)
+            if not self._in_window(seq):
+                continue
+            slot = self._slot(seq)
+            slot.pre_prepare = spp
+            for p in prepares.get((v, seq), {}).values():
+                slot.prepares[p.signer] = p
+            own_commit = commits.get((v, seq))
+            if own_commit is not None:
+                slot.commits[self.id] = own_commit
+                slot.commit_sent = True
+        self._next_seq = max(self._next_seq, top, self.last_executed)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -754,6 +928,11 @@ class Replica:
             elif same and slot.committed:
                 self._help_slot(signed.signer, pp.seq, out)
             return
+        spoken = self._spoken.get((pp.view, pp.seq))
+        if spoken is not None and spoken != pp.digest:
+            # Before a restart we spoke about another digest here: never prepare a second one.
+            self._ignored["conflicting"] += 1
+            return
         slot.pre_prepare = cast("Signed[PrePrepare]", signed)
         self._batches[pp.digest] = pp.batch
         out.persist.append(signed)
@@ -807,6 +986,9 @@ class Replica:
                 slot.commit_sent = True
                 stripped = Signed(pp.message.stripped(), pp.signer, pp.signature, pp.chain_id)
                 self._prepared[seq] = PreparedCertificate(stripped, tuple(matching))
+                # The others' prepares of the certificate are persisted with our commit, so a
+                # restarted replica still holds its prepared certificates for view changes.
+                out.persist.extend(_erase(p) for p in matching if p.signer != self.id)
                 commit = Commit(self.view, seq, digest, self.id)
                 slot.commits[self.id] = self._emit(out, commit)
         matching_commits = sum(1 for c in slot.commits.values() if c.message.digest == digest)
@@ -927,6 +1109,7 @@ class Replica:
         self._checkpoints = {s: v for s, v in self._checkpoints.items() if s > seq}
         self._own_checkpoints = {s: d for s, d in self._own_checkpoints.items() if s > seq}
         self._prepared = {s: c for s, c in self._prepared.items() if s > seq}
+        self._spoken = {k: d for k, d in self._spoken.items() if k[1] > seq}
         live = {sl.pre_prepare.message.digest for sl in self._slots.values() if sl.pre_prepare}
         live |= {c.digest for c in self._prepared.values()} | {NULL_DIGEST}
         self._batches = {d: b for d, b in self._batches.items() if d in live}

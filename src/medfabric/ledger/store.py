@@ -6,7 +6,8 @@ of read-only readers (``ledger status``, an auditor's tool). The store holds byt
 canonical encodings of ``blocks.py`` and ``messages.py``, never a private format, so a stored
 block is exactly what the network exchanged and what its hash names.
 
-Tables (schema version 1, in ``PRAGMA user_version``):
+Tables (schema version 2, in ``PRAGMA user_version``; a version-1 file is migrated when the
+node opens it for writing):
 
 - ``meta``: ``chain_id``. A file made for another chain is refused at open.
 - ``blocks``: ``height`` (0, 1, 2, … with no gaps), ``hash`` (``block_hash(header)``) and
@@ -15,6 +16,8 @@ Tables (schema version 1, in ``PRAGMA user_version``):
 - ``persisted``: the replica's persisted envelopes (``frame(signed)``) in arrival order, with the
   ``seq`` and ``view`` they name, for pruning.
 - ``checkpoint``: at most one row, the latest stable checkpoint and its proof.
+- ``checkpoint_clients``: the replica's client table at that checkpoint (client → timestamp
+  and result of its last executed request), written in the same transaction (version 2).
 
 Durability (the fsync policy):
 
@@ -69,7 +72,7 @@ stable the replica has dropped every slot at or below it, so
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -107,7 +110,7 @@ from medfabric.ledger.replica import StableCheckpoint
 
 __all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "LedgerStore", "StoreError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of a ledger store file; another version is refused at open."""
 
 BUSY_TIMEOUT_MS = 5_000
@@ -117,6 +120,12 @@ _SQL_INT_MAX = 2**63 - 1  # SQLite integers are signed 64-bit
 _PAGE = 64  # blocks per query when iterating
 _LENGTH_PREFIX = 4
 
+_V2 = (  # added by schema version 2
+    "CREATE TABLE IF NOT EXISTS checkpoint_clients ("
+    " client TEXT PRIMARY KEY,"
+    " timestamp INTEGER NOT NULL,"
+    " result BLOB NOT NULL) STRICT, WITHOUT ROWID",
+)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
     "CREATE TABLE IF NOT EXISTS blocks ("
@@ -139,6 +148,7 @@ _SCHEMA = (
     " seq INTEGER NOT NULL,"
     " state_digest BLOB NOT NULL,"
     " proof BLOB NOT NULL) STRICT",
+    *_V2,
 )
 _VIEW_KINDS = ("ViewChange", "NewView")
 
@@ -257,6 +267,9 @@ class LedgerStore:
                 if version == 0:
                     LedgerStore._create(conn, path, chain_id)
                     version = conn.execute("PRAGMA user_version").fetchone()[0]
+                elif version == 1:
+                    LedgerStore._migrate_v1(conn)
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise StoreError(
                     f"{path}: not a ledger store of schema version {SCHEMA_VERSION} "
@@ -285,6 +298,23 @@ class LedgerStore:
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 conn.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _migrate_v1(conn: sqlite3.Connection) -> None:
+        """Version 1 → 2: add the client table kept with the stable checkpoint (empty: a
+        version-1 checkpoint has no client table, so recovery starts from genesis then)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
+                for statement in _V2:
+                    conn.execute(statement)
+                conn.execute("DELETE FROM checkpoint")  # no client table: not recoverable
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -650,9 +680,18 @@ class LedgerStore:
 
     # --- stable checkpoint --------------------------------------------------------------------
 
-    def save_checkpoint(self, checkpoint: StableCheckpoint) -> None:
+    def save_checkpoint(
+        self,
+        checkpoint: StableCheckpoint,
+        clients: Mapping[str, tuple[int, bytes]] | None = None,
+    ) -> None:
         """Keep ``checkpoint`` (a ``Ready.stable_checkpoint`` or ``Ready.restored``) as the
         latest stable checkpoint and, in the same transaction, :meth:`prune_persisted` to it.
+
+        ``clients`` is the replica's client table at the checkpoint (client → timestamp and
+        result of its last executed request, from ``decode_state``); it replaces the stored
+        table when given (:meth:`checkpoint_clients`). Restart recovery needs it: the service
+        state comes back from the blocks, the client table only from here.
 
         Saving the checkpoint already kept is a no-op write (the prune still runs).
 
@@ -686,7 +725,35 @@ class LedgerStore:
                 "seq = excluded.seq, state_digest = excluded.state_digest, proof = excluded.proof",
                 (seq, bytes(checkpoint.state_digest), proof),
             )
+            if clients is not None:
+                conn.execute("DELETE FROM checkpoint_clients")
+                conn.executemany(
+                    "INSERT INTO checkpoint_clients VALUES (?, ?, ?)",
+                    [
+                        (c, _sql_int(ts, "client timestamp"), bytes(r))
+                        for c, (ts, r) in sorted(clients.items())
+                    ],
+                )
             self._prune(conn, seq)
+
+    def checkpoint_clients(self) -> dict[str, tuple[int, bytes]]:
+        """The client table saved with the stable checkpoint (client → last executed request's
+        timestamp and result); empty when none was saved."""
+        rows = self._query(
+            "reading the checkpoint's client table",
+            "SELECT client, timestamp, result FROM checkpoint_clients ORDER BY client",
+        )
+        return {c: (ts, bytes(r)) for c, ts, r in rows}
+
+    def locations(self, max_height: int) -> dict[bytes, Location]:
+        """The first notarization of every content hash at ``height <= max_height``, from the
+        entry index (the notarization state after block ``max_height``)."""
+        rows = self._query(
+            "reading the entry index",
+            "SELECT content_hash, height, position FROM entries WHERE height <= ?",
+            (max(min(max_height, _SQL_INT_MAX), -1),),
+        )
+        return {bytes(h): Location(height, position) for h, height, position in rows}
 
     def checkpoint(self) -> StableCheckpoint | None:
         """The latest stable checkpoint saved, or None.
