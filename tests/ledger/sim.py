@@ -43,7 +43,7 @@ the safety check, the ``settled`` test and :meth:`Sim.correct`:
 - A correct replica that a faulty primary or a partition left behind learns it only from
   later traffic: ``stall_limit`` ends :meth:`Sim.run` once nothing executes any more, and
   :meth:`Sim.more` then sends more requests until the correct replicas settle.
-  :meth:`Sim.stranded` names correct replicas stuck changing view alone.
+  :meth:`Sim.stranded` names correct replicas left changing view to a later view.
 
 The same seed gives the same run, event for event.
 """
@@ -446,7 +446,7 @@ class Sim:
         if pp.view != 0 or not pp.batch:
             return False
         rest = pp.batch[1:]
-        other = PrePrepare(0, 1, batch_digest(rest), rest)
+        other = PrePrepare(0, 1, batch_digest(rest, 0), rest)
         forged = sign(other, key_for(rid), signer=rid, chain_id=self.membership.chain_id)
         backups = [r for r in self.replicas if r != rid]
         for i, to in enumerate(backups):
@@ -584,9 +584,8 @@ class Sim:
         return self.settled()
 
     def stranded(self) -> frozenset[str]:
-        """Correct replicas stuck changing view alone: not active, in a view above every view
-        a correct replica is active in (they moved on by their own timer and are not told of
-        the view the others installed; see ``test_byzantine.py``)."""
+        """Correct replicas left in a later view: not active, in a view above every view a
+        correct replica is active in (see ``STRANDED_OK`` in ``test_byzantine.py``)."""
         correct = [rid for rid in self.correct() if not self._down(rid)]
         installed = [self.replicas[rid].view for rid in correct if self.replicas[rid].active]
         if not installed:
@@ -702,7 +701,7 @@ class Equivocator(Adversary):
         forged = self._forged.get(key)
         if forged is None:
             batch = pp.batch[::-1] if len(pp.batch) > 1 else ()
-            other = PrePrepare(pp.view, pp.seq, batch_digest(batch), batch)
+            other = PrePrepare(pp.view, pp.seq, batch_digest(batch, pp.view), batch, pp.view)
             forged = self._forged[key] = _resign(other, rid)
             self.lies["equivocation"] += 1
         backups = [r for r in sim.membership.replica_ids if r != rid]
@@ -802,7 +801,7 @@ class Forger(Adversary):
             req = _resign(Request("c0", 10_000 + self._next, b"forged"), "c0")
             batch = (req,)
             seq = sim.replicas[rid].last_executed + 1
-            pp = PrePrepare(view, seq, batch_digest(batch), batch)  # type: ignore[arg-type]
+            pp = PrePrepare(view, seq, batch_digest(batch, view), batch, view)  # type: ignore[arg-type]
             primary = sim.membership.primary(view)
             signer = rid if primary == rid or rng.random() < 0.5 else primary
             if signer == rid and primary == rid:

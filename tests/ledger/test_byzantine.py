@@ -54,22 +54,25 @@ MAX_EVENTS = 40_000
 STALL = 300  # run() stops 300 time units after the last execution anywhere (clients done)
 
 
-# The liveness bug of test_correct_replica_alone_in_a_later_view_rejoins (xfail) strands a
-# correct replica in some seeded runs (twins, replays, …). While it stands, those runs check the
-# stranded replica for a prefix only; set this to False once that test passes.
-STRANDED_BUG = True
+# PBFT never lets a replica return to a view it left (its view change would no longer list
+# everything it prepared). A correct replica whose timer for view v+1 ran out after 2f+1
+# replicas wanted v+1 (a faulty primary withheld or forged the NewView, or it came late) moves
+# to v+2; if the others installed v+1 meanwhile, it stays out of the normal case until their
+# next view change and keeps up by state transfer from stable checkpoints. Such a replica
+# (``Sim.stranded``) is checked for executing a prefix of the others' order. A replica whose
+# timer ran out *alone* never climbs (test_correct_replica_alone_in_a_later_view_rejoins).
+STRANDED_OK = True
 
 
-def _check(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_BUG) -> None:
+def _check(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_OK) -> None:
     """Liveness, then equal state: every client done; after ``more`` requests each (the
     traffic that lets a replica left behind find out), the correct replicas settled in one
     view with equal state, each request executed once, in one order; and every result a
     client accepted is the one the correct replicas computed.
 
-    ``stranded_ok`` tolerates the known liveness bug of
-    :func:`test_correct_replica_alone_in_a_later_view_rejoins`: a correct replica stuck
-    changing view alone (``Sim.stranded``) is then only checked for executing a prefix of the
-    others' order; everything else still must settle.
+    ``stranded_ok``: a correct replica left in a later view (``Sim.stranded``, see
+    :data:`STRANDED_OK`) is only checked for executing a prefix of the others' order;
+    everything else still must settle.
     """
     assert all(c.done for c in sim.client_list.values()), "a client is stuck"
     settled = sim.more(more)
@@ -102,7 +105,7 @@ def _check(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_BUG) -> None
         assert sorted(client.accepted) == list(range(1, total + 1))
 
 
-def _run(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_BUG) -> Sim:
+def _run(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_OK) -> Sim:
     # run() ends early once everything settled; a correct replica left behind keeps
     # retransmitting, so it may run to max_events, after which ``more`` takes over.
     assert sim.run(max_events=MAX_EVENTS), "clients did not finish after the heal"
@@ -463,22 +466,14 @@ def test_byzantine_runs_are_deterministic() -> None:
 # --- a liveness bug -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="liveness bug: a correct replica whose view-change timer ran out alone escalates "
-    "to view 2, 3, ... on its own timer (Replica._tick_timer) and ignores the NewView of the "
-    "lower view the others install (Replica._on_new_view); nobody tells a replica that is "
-    "ahead (Replica._help_lagging helps only replicas behind). It never rejoins. Once "
-    "fixed, drop this mark and set STRANDED_BUG = False.",
-)
 @pytest.mark.parametrize("seed", range(3))
 def test_correct_replica_alone_in_a_later_view_rejoins(seed: int) -> None:
     # The Byzantine primary r0 stops ordering in view 0 and relays the clients' requests to
     # r3 only: r3's timer runs out ~40 ticks before r1's and r2's (they learn of the requests
-    # from the clients' retry). r3 moves to view 1 alone, gets no NewView within its timeout,
-    # moves to view 2 (timeout 2T), 3 (4T), ...; r1 and r2 then move to view 1 and, with r0's
-    # view change, install it and go on. r3 is correct, and stays out for good: from then on
-    # the system runs with f + 1 replicas unavailable, so one more fault stops it.
+    # from the clients' retry). r3 moves to view 1 alone. Its timer for view 1 must not run
+    # until 2f+1 replicas want view 1 (paper §4.5.2): otherwise it climbs to view 2, 3, ... on
+    # its own, never installs the view 1 the others install later, and the system runs with
+    # f + 1 replicas unavailable for good.
     instigator = Instigator("r3")
     sim = Sim(
         n=4,

@@ -83,6 +83,9 @@ def test_requests_then_end_batch_cut_a_header() -> None:
     assert empty.header.height == 1 and empty.header.previous_hash == block_hash(h)
     assert empty.header.entries_root == EMPTY_ROOT and empty.header.time == 7
     assert empty.header.proposer == "r1" and empty.header.state_root == h.state_root
+    service.end_batch(None, 3)  # a new view's null request: the view of the block before
+    [null] = service.take_built()
+    assert (null.header.view, null.header.proposer) == (1, "r1")
 
 
 @pytest.mark.parametrize(
@@ -219,6 +222,26 @@ def test_the_same_headers_after_a_view_change() -> None:
     headers = [_headers(sim, rid) for rid in correct]
     assert headers[0] and all(h == headers[0] for h in headers)
     assert all(h.view >= 1 and h.proposer != "r0" for h in headers[0])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_batch_committed_in_two_views_gives_one_header(seed: int) -> None:
+    # The primary crashes while batches are in flight on a lossy network: a batch it (or a
+    # backup) committed in view 0 is proposed again after the view change and commits in view
+    # 1 on the others. The header names the view the batch was built in, so every replica
+    # cuts the same chain (a header naming the commit view split the replicas 2-2, and no
+    # block reached its 2f+1 certificate).
+    sim = _run(seed=seed, crash_at={"r0": 40}, drop=0.15, drop_until=300)
+    # By height: a replica restored by state transfer did not cut the heights below it.
+    cut = {rid: {h.height: h for h in _headers(sim, rid)} for rid in sim.replicas}
+    by_height: dict[int, set[BlockHeader]] = {}
+    for own in cut.values():
+        for height, header in own.items():
+            by_height.setdefault(height, set()).add(header)
+    assert all(len(variants) == 1 for variants in by_height.values()), by_height
+    headers = [variants.pop() for _, variants in sorted(by_height.items())]
+    assert any(h.view >= 1 for h in headers)  # the view did change
+    assert all(h.proposer == sim.membership.primary(h.view) for h in headers)
 
 
 def test_certified_blocks_verify_land_in_the_store_and_prove(tmp_path: Path) -> None:

@@ -120,7 +120,9 @@ batches = st.lists(
 @st.composite
 def pre_prepares(draw: st.DrawFn) -> Signed[PrePrepare]:
     batch = draw(batches)
-    return signed(PrePrepare(draw(views), draw(u64), batch_digest(batch), batch))
+    view = draw(views)
+    origin = draw(st.integers(0, view)) if batch else 0
+    return signed(PrePrepare(view, draw(u64), batch_digest(batch, origin), batch, origin))
 
 
 @st.composite
@@ -264,12 +266,12 @@ def test_the_encoding_is_pinned_by_a_hand_written_vector() -> None:
 
 def test_a_pre_prepare_is_signed_without_its_batch() -> None:
     batch = (signed(Request("clinic-a", 1, b"op")),)
-    full = signed(PrePrepare(0, 1, batch_digest(batch), batch))
+    full = signed(PrePrepare(0, 1, batch_digest(batch, 0), batch))
     stripped = Signed(full.message.stripped(), full.signer, full.signature, CHAIN)
     assert stripped.verify(MEMBERS.replicas["node-0"])
     assert accept(full) == full
     assert reason(frame(stripped)) == "invalid"  # a bare pre-prepare must carry its batch
-    assert batch_digest(()) == NULL_DIGEST
+    assert batch_digest((), 0) == NULL_DIGEST
 
 
 @pytest.mark.parametrize(
@@ -387,11 +389,27 @@ def test_batch_digest_must_match_and_requests_are_unique() -> None:
     batch = (signed(Request("clinic-a", 1, b"op")),)
     assert "not the batch's digest" in why(frame(signed(PrePrepare(0, 1, NULL_DIGEST, batch))))
     twice = (*batch, signed(Request("clinic-a", 1, b"op")))
-    assert "twice" in why(frame(signed(PrePrepare(0, 1, batch_digest(twice), twice))))
+    assert "twice" in why(frame(signed(PrePrepare(0, 1, batch_digest(twice, 0), twice))))
     forged = (replace(batch[0], message=Request("clinic-a", 1, b"other op")),)
-    assert reason(frame(signed(PrePrepare(0, 1, batch_digest(forged), forged)))) == (
+    assert reason(frame(signed(PrePrepare(0, 1, batch_digest(forged, 0), forged)))) == (
         "bad_signature"
     )
+
+
+def test_a_batch_names_the_view_it_was_built_in() -> None:
+    batch = (signed(Request("clinic-a", 1, b"op")),)
+    # Proposed again in view 3 after being built in view 1: the digest is still view 1's.
+    again = signed(PrePrepare(3, 1, batch_digest(batch, 1), batch, 1))
+    assert open_frame(frame(again), MEMBERS, max_size=MAX).message.origin == 1
+    assert decode_signed(frame(again)) == again
+    assert batch_digest(batch, 1) != batch_digest(batch, 3)
+    assert "not the batch's digest" in why(
+        frame(signed(PrePrepare(3, 1, batch_digest(batch, 1), batch, 3)))
+    )
+    assert "later view" in why(frame(signed(PrePrepare(1, 1, batch_digest(batch, 2), batch, 2))))
+    assert "null request" in why(frame(signed(PrePrepare(2, 1, batch_digest((), 1), (), 1))))
+    stripped = again.message.stripped()
+    assert stripped.origin == 0 and stripped.batch is None
 
 
 def test_only_the_primary_pre_prepares_and_it_does_not_prepare() -> None:

@@ -124,13 +124,27 @@ def _by(rid: str, message: Prepare | Commit | PrePrepare | Checkpoint) -> Signed
     return sign(message, key_for(rid), signer=rid, chain_id="sim")
 
 
+def test_a_new_batch_must_be_built_in_its_own_view() -> None:
+    # Only a new view's O may carry an earlier view's batch (its digest fixes the origin); a
+    # primary that passes a new batch off as an earlier view's (to name another proposer in
+    # the block) is refused.
+    membership = make_membership(4, 2)
+    backup = Replica(ReplicaConfig(4, 8), membership, "r2", key_for("r2"))
+    backup.view = 1  # primary: r1
+    batch = (_request("c0", 1, b"a"),)
+    assert not backup.step(_by("r1", PrePrepare(1, 1, batch_digest(batch, 0), batch, 0)))
+    assert backup.ignored["conflicting"] == 1
+    ready = backup.step(_by("r1", PrePrepare(1, 1, batch_digest(batch, 1), batch, 1)))
+    assert [type(s.message) for s in ready.persist] == [PrePrepare, Prepare]
+
+
 def test_conflicting_pre_prepare_is_ignored() -> None:
     membership = make_membership(4, 2)
     backup = Replica(ReplicaConfig(4, 8), membership, "r1", key_for("r1"))
     batch_a = (_request("c0", 1, b"a"),)
     batch_b = (_request("c1", 1, b"b"),)
-    pp_a = PrePrepare(0, 1, batch_digest(batch_a), batch_a)
-    pp_b = PrePrepare(0, 1, batch_digest(batch_b), batch_b)
+    pp_a = PrePrepare(0, 1, batch_digest(batch_a, 0), batch_a)
+    pp_b = PrePrepare(0, 1, batch_digest(batch_b, 0), batch_b)
     first = backup.step(_by("r0", pp_a))
     assert [type(s.message) for s in first.persist] == [PrePrepare, Prepare]
     second = backup.step(_by("r0", pp_b))
@@ -159,9 +173,9 @@ def test_equivocating_primary_in_simulation_never_commits_two_digests() -> None:
     batch_a = (_request("c0", 1, b"a"),)
     batch_b = (_request("c1", 1, b"b"),)
     pps = {
-        "r1": _by("r0", PrePrepare(0, 1, batch_digest(batch_a), batch_a)),
-        "r2": _by("r0", PrePrepare(0, 1, batch_digest(batch_b), batch_b)),
-        "r3": _by("r0", PrePrepare(0, 1, batch_digest(batch_b), batch_b)),
+        "r1": _by("r0", PrePrepare(0, 1, batch_digest(batch_a, 0), batch_a)),
+        "r2": _by("r0", PrePrepare(0, 1, batch_digest(batch_b, 0), batch_b)),
+        "r3": _by("r0", PrePrepare(0, 1, batch_digest(batch_b, 0), batch_b)),
     }
     queue: list[tuple[str, Signed[Message]]] = [(rid, pp) for rid, pp in pps.items()]
     # r1 later also sees B, r2 also sees A: both ignored as conflicting.
@@ -177,13 +191,13 @@ def test_equivocating_primary_in_simulation_never_commits_two_digests() -> None:
             committed[to] = batch.digest
     assert not committed  # B prepared at r2, r3, but a commit certificate needs 3 replicas
     # The faulty primary now votes for B too: B commits at r2 and r3; r1 never commits A.
-    commit_b = _by("r0", Commit(0, 1, batch_digest(batch_b), "r0"))
+    commit_b = _by("r0", Commit(0, 1, batch_digest(batch_b, 0), "r0"))
     queue = [(rid, commit_b) for rid in ("r1", "r2", "r3")]
     while queue:
         to, message = queue.pop(0)
         for batch in replicas[to].step(message).committed:
             committed[to] = batch.digest
-    assert committed == {"r2": batch_digest(batch_b), "r3": batch_digest(batch_b)}
+    assert committed == {"r2": batch_digest(batch_b, 0), "r3": batch_digest(batch_b, 0)}
     assert replicas["r1"].ignored["conflicting"] == 1
 
 

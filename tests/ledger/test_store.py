@@ -331,7 +331,7 @@ CHECKPOINT_VOTES = tuple(signed(Checkpoint(4, S, r), r) for r in ("node-0", "nod
 VC1 = signed(ViewChange(1, 0, (), (), "node-1"), "node-1")
 VC2 = signed(ViewChange(2, 4, CHECKPOINT_VOTES, (), "node-1"), "node-1")
 MESSAGES: list[Signed[Message]] = [
-    signed(PrePrepare(0, 3, batch_digest((REQUEST,)), (REQUEST,)), "node-0"),
+    signed(PrePrepare(0, 3, batch_digest((REQUEST,), 0), (REQUEST,)), "node-0"),
     signed(Prepare(0, 3, D, "node-1"), "node-1"),
     signed(Commit(0, 3, D, "node-1"), "node-1"),
     CHECKPOINT_VOTES[1],

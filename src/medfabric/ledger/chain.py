@@ -23,10 +23,14 @@ sequence of batches):
   institutions. A refused request changes nothing and its result says why.
 - The header: ``previous_hash`` chains to the previous header (the genesis hash at height 0),
   ``entries_root`` covers the entries of the executed transactions in order, ``state_root`` is
-  the contract's root after them, ``view`` is the batch's view and ``proposer`` that view's
-  primary. ``time`` is the largest request timestamp in the batch, never below the previous
-  block's: clients number their requests with wall-clock milliseconds (the ledger client does),
-  so block times are real times that every replica computes alike, with no clock read here.
+  the contract's root after them, ``view`` is the view whose primary built the batch (its
+  ``PrePrepare.origin``, covered by the batch digest: the same on every replica even when the
+  batch commits in view ``v`` on some replicas and, proposed again after a view change, in
+  ``v + 1`` on others) and ``proposer`` that view's primary. A null request's empty block takes
+  the view of the block before it (0 at genesis). ``time`` is the largest request timestamp
+  in the batch, never below the previous block's: clients number their requests with
+  wall-clock milliseconds (the ledger client does), so block times are real times that every
+  replica computes alike, with no clock read here.
 - :meth:`NotarizationService.snapshot` holds everything that determines the next blocks (the
   head header and the contract's mapping), so a replica restored by state transfer cuts the
   same headers as the others from the next batch on.
@@ -35,7 +39,7 @@ sequence of batches):
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -64,16 +68,6 @@ from medfabric.ledger.messages import (
 )
 
 __all__ = ["BuiltBlock", "NotarizationService", "TxResult"]
-
-
-def _same_content(a: BlockHeader, b: BlockHeader) -> bool:
-    """Equal blocks but for the view they committed in (view, proposer, hence previous hash)."""
-    return (a.height, a.entries_root, a.state_root, a.time) == (
-        b.height,
-        b.entries_root,
-        b.state_root,
-        b.time,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +143,6 @@ class NotarizationService:
         self._pending: set[bytes] = set()  # content hashes executed in the open batch
         self._time = 0
         self._built: list[BuiltBlock] = []
-        self._expected: dict[int, BlockHeader] = {}  # certified headers to cut again
 
     # --- the StateMachine protocol -----------------------------------------------------------
 
@@ -178,11 +171,14 @@ class NotarizationService:
         self._txs.append(tx)
         return TxResult("notarized", new, len(tx.entries) - new).encode()
 
-    def end_batch(self, view: int, seq: int) -> None:
-        """The replica executed the whole batch ``seq`` of ``view``: cut its block header."""
+    def end_batch(self, view: int | None, seq: int) -> None:
+        """The replica executed the whole batch ``seq``, built in ``view`` (None: a null
+        request): cut its block header."""
         height = 0 if self.head is None else self.head.height + 1
         if seq != height + 1:
             raise LedgerError(f"batch {seq} does not follow block {height - 1}")
+        if view is None:
+            view = 0 if self.head is None else self.head.view
         entries: list[Entry] = [e for tx in self._txs for e in tx.entries]
         self.state.apply(entries, height)
         header = BlockHeader(
@@ -194,9 +190,6 @@ class NotarizationService:
             proposer=self.membership.primary(view),
             time=max(self._time, 0 if self.head is None else self.head.time),
         )
-        known = self._expected.pop(height, None)
-        if known is not None and _same_content(known, header):
-            header = known  # committed here in another view than where it was certified
         self._built.append(BuiltBlock(seq, header, tuple(self._txs)))
         self.head = header
         self._txs, self._pending, self._time = [], set(), 0
@@ -247,8 +240,6 @@ class NotarizationService:
             raise LedgerError("bad service snapshot: notarized hashes without a head block")
         self.state, self.head = state, head
         self._txs, self._pending, self._time = [], set(), 0
-        top = -1 if head is None else head.height
-        self._expected = {h: x for h, x in self._expected.items() if h > top}
 
     def restore_at(self, head: BlockHeader, locations: Mapping[bytes, Location]) -> None:
         """Load the state after the stored block ``head`` (restart recovery): ``locations`` is
@@ -267,23 +258,6 @@ class NotarizationService:
             )
         self.state, self.head = state, head
         self._txs, self._pending, self._time = [], set(), 0
-        top = -1 if head is None else head.height
-        self._expected = {h: x for h, x in self._expected.items() if h > top}
-
-    def expect(self, headers: Iterable[BlockHeader]) -> None:
-        """Certified headers (stored before a restart, or synced from peers) of heights this
-        service has not cut yet (restart recovery, block sync).
-
-        A batch can commit in different views at different replicas (one commits it in view
-        ``v``, another only after the view change re-proposed it in ``v + 1``), and the header
-        names that view and its primary. When :meth:`end_batch` cuts a height whose expected
-        header has the same content (height, entries root, state root, time; the previous
-        hash may differ only through such an earlier view), the expected header is used, so
-        that the chain continues from the certified one.
-        """
-        for header in headers:
-            if self.head is None or header.height > self.head.height:
-                self._expected[header.height] = header
 
     # --- for the node ------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ Encoding (one format for the wire and for signing; ``encode`` is a pure function
 - Byte strings are a 32-bit big-endian length then the bytes; strings (ids, chain id) the same
   over their UTF-8 bytes; lists a 32-bit count then the items. Digests are byte strings too, so
   a digest of the wrong length decodes and is then refused as ``invalid``.
-- An optional value (only ``PrePrepare.batch``) is a presence byte, 0 or 1, then the value.
+- An optional value (only ``PrePrepare.batch``) is a presence byte, 0 or 1, then the value; a
+  present batch is ``u64 origin`` then its requests.
 - A nested signed message is embedded as its full envelope: tag 0x7F, chain id, the message,
   signer id, signature. Nested positions are typed: a tag other than the expected one is refused
   before its body is read, so nesting depth is bounded by the grammar, not by the input.
@@ -347,11 +348,16 @@ class PrePrepare:
     Attributes:
         view: The view (``v``); signed by its primary.
         seq: The sequence number (``n``).
-        digest: ``batch_digest(batch)`` (``d``). The empty batch is the null request that a new
-            primary proposes for gaps (its digest is :data:`NULL_DIGEST`).
+        digest: ``batch_digest(batch, origin)`` (``d``). The empty batch is the null request
+            that a new primary proposes for gaps (its digest is :data:`NULL_DIGEST`).
         batch: The client requests (``m``), each signed by its client; or None when stripped,
             as in prepared certificates and ``NewView.pre_prepares``. The signature never covers
             the batch, only ``digest``; a frame on its own must carry the batch.
+        origin: The view whose primary built the batch: ``view`` for a new batch, an earlier
+            view when a new view's primary proposes a prepared batch again (the digest, which
+            covers it, does not change). Every replica that executes the batch thus agrees on
+            the view it was proposed in, whatever view it committed in. 0 for the null request
+            and when stripped.
     """
 
     TAG: ClassVar[int] = 0x03
@@ -359,6 +365,7 @@ class PrePrepare:
     seq: int
     digest: bytes
     batch: tuple[Signed[Request], ...] | None
+    origin: int = 0
 
     def validate_basic(self, membership: Membership) -> None:
         """Check the fields and, if present, the batch: its digest, each request's envelope
@@ -370,9 +377,15 @@ class PrePrepare:
         _nonneg(self.view, "view")
         _nonneg(self.seq, "seq")
         _digest_ok(self.digest, "digest")
+        _nonneg(self.origin, "origin")
+        _require(self.origin <= self.view, "a batch cannot come from a later view")
         if self.batch is None:
+            _require(self.origin == 0, "a stripped pre-prepare has no origin")
             return
-        _require(self.digest == batch_digest(self.batch), "digest is not the batch's digest")
+        _require(bool(self.batch) or self.origin == 0, "the null request has no origin")
+        _require(
+            self.digest == batch_digest(self.batch, self.origin), "digest is not the batch's digest"
+        )
         seen: set[tuple[str, int]] = set()
         for signed in self.batch:
             key = (signed.message.client, signed.message.timestamp)
@@ -382,7 +395,7 @@ class PrePrepare:
 
     def stripped(self) -> PrePrepare:
         """This pre-prepare without its batch: the form signed, and kept in certificates."""
-        return self if self.batch is None else replace(self, batch=None)
+        return self if self.batch is None else replace(self, batch=None, origin=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -847,19 +860,23 @@ def signing_bytes(chain_id: str, message: Message) -> bytes:
     return DOMAIN + len(chain).to_bytes(2, "big") + chain + encode(message)
 
 
-def batch_digest(batch: Sequence[Signed[Request]]) -> bytes:
-    """SHA-256 of the batch: the signed requests' encodings, as a counted list.
+def batch_digest(batch: Sequence[Signed[Request]], origin: int) -> bytes:
+    """SHA-256 of the batch: the view it was built in, then the signed requests' encodings, as
+    a counted list.
 
     The digest covers the clients' signatures too, so a batch fetched by digest arrives with
-    the proof that each client asked for its request.
+    the proof that each client asked for its request; and it covers the view, so that the
+    view a block names is the same on every replica (``PrePrepare.origin``).
 
     Args:
         batch: The signed requests, in execution order.
+        origin: The view whose primary built the batch (0 for the null request).
 
     Returns:
         The 32-byte digest.
     """
     w = _Writer()
+    w.u64(origin)
     w.items(batch, w.signed)
     return hashlib.sha256(DOMAIN + b"/batch" + w.getvalue()).digest()
 
@@ -1026,6 +1043,7 @@ class _Writer:
                 self.u8(0)
             else:
                 self.u8(1)
+                self.u64(m.origin)
                 self.items(m.batch, self.signed)
         elif isinstance(m, Prepare | Commit):
             self.u64(m.view)
@@ -1153,8 +1171,10 @@ class _Reader:
             present = self.u8()
             if present > 1:
                 raise MalformedFrame(f"presence byte {present}")
-            batch = self.items(lambda: self.signed(Request)) if present else None
-            return PrePrepare(view, seq, digest, batch)
+            if not present:
+                return PrePrepare(view, seq, digest, None)
+            origin = self.u64()
+            return PrePrepare(view, seq, digest, self.items(lambda: self.signed(Request)), origin)
         if tag == Prepare.TAG:
             return Prepare(self.u64(), self.u64(), self.blob(), self.ident())
         if tag == Commit.TAG:
@@ -1285,7 +1305,7 @@ def frame(signed: Signed[Any]) -> bytes:
     return encode(signed)
 
 
-NULL_DIGEST = batch_digest(())
+NULL_DIGEST = batch_digest((), 0)
 """Digest of the empty batch: the null request a new primary proposes for a gap."""
 
 

@@ -318,10 +318,8 @@ class Node:
             state = encode_state(self.service.snapshot(), store.checkpoint_clients())
         elif not persisted and self._head is None:
             return Ready()  # a new store: nothing to recover
-        # The stored blocks above the checkpoint are executed again: the service cuts them
-        # as certified (whatever view the batches commit in this time).
-        start = 0 if checkpoint is None else checkpoint.seq
-        self.service.expect(b.header for b in store.blocks(start))
+        # The stored blocks above the checkpoint are executed again, and each must come out
+        # as stored (``_own_header``): a header depends only on the batches executed.
         try:
             ready = self.replica.recover(checkpoint, state, persisted)
         except LedgerError as e:
@@ -752,25 +750,15 @@ class Node:
                 )
                 return
             slot = self._heights.get(height)
-            if slot is not None and slot.built is not None:
-                own = slot.built.header
-                if (own.entries_root, own.state_root, own.time) != (
-                    block.header.entries_root,
-                    block.header.state_root,
-                    block.header.time,
-                ):
-                    self._fatal(
-                        f"the header cut here at height {height} differs from the certified "
-                        f"block {data.replica} sent"
-                    )
-                    return
-                if block_hash(own) != block_hash(block.header):
-                    logger.warning(
-                        "node %s: block %d was certified for another view than it committed in "
-                        "here; storing the certified one",
-                        self.id,
-                        height,
-                    )
+            own = None if slot is None or slot.built is None else slot.built.header
+            if own is not None and block_hash(own) != block_hash(block.header):
+                # Headers depend only on the executed batches (the view they name is the one
+                # the batch was built in): a difference means diverged execution.
+                self._fatal(
+                    f"the header cut here at height {height} differs from the certified "
+                    f"block {data.replica} sent"
+                )
+                return
             try:
                 self.store.append_block(block)
             except (StoreError, OSError) as e:
@@ -780,7 +768,6 @@ class Node:
             self._waiting.pop(height, None)
             self._heights.pop(height, None)
             self._head = block.header
-            self.service.expect([block.header])
             self._metrics["blocks_synced"] += 1
         self._append_certified()
         self._save_checkpoint()

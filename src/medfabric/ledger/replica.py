@@ -145,6 +145,7 @@ __all__ = [
 ]
 
 _M = TypeVar("_M", bound=Message)
+_Batch = tuple[int, tuple[Signed[Request], ...]]  # (origin view, requests)
 
 
 def _erase(signed: Signed[_M]) -> Signed[Message]:
@@ -190,10 +191,12 @@ class StateMachine(Protocol):
         """
         ...
 
-    def end_batch(self, view: int, seq: int) -> None:
-        """Every request of the committed batch ``seq`` (ordered in ``view``) was executed
-        (or skipped as stale); called once per batch, in ``seq`` order, empty batches
-        included. A service that groups its work by batch (a block per batch) closes it here."""
+    def end_batch(self, view: int | None, seq: int) -> None:
+        """Every request of the committed batch ``seq`` was executed (or skipped as stale);
+        called once per batch, in ``seq`` order, empty batches included. ``view`` is the view
+        whose primary built the batch (``PrePrepare.origin``: the same on every replica,
+        whatever view the batch committed in), None for a new view's null request. A service
+        that groups its work by batch (a block per batch) closes it here."""
         ...
 
 
@@ -220,7 +223,7 @@ class HashChainStateMachine:
         """The current head of the chain."""
         return self._digest
 
-    def end_batch(self, view: int, seq: int) -> None:
+    def end_batch(self, view: int | None, seq: int) -> None:
         """Nothing to do: the chain has no batch structure."""
 
     def snapshot(self) -> bytes:
@@ -541,7 +544,8 @@ class Replica:
         self._own_view_change: Signed[ViewChange] | None = None
         self._new_view: Signed[NewView] | None = None  # what installed ``view`` (to re-send)
         self._prepared: dict[int, PreparedCertificate] = {}  # seq → highest-view certificate
-        self._batches: dict[bytes, tuple[Signed[Request], ...]] = {NULL_DIGEST: ()}
+        # digest → (origin view, requests) of every batch the log may still need.
+        self._batches: dict[bytes, _Batch] = {NULL_DIGEST: (0, ())}
         self._ticks = 0
         self._helped: set[str] = set()  # replicas sent our NewView this tick
         self._helped_low: set[str] = set()  # replicas sent our stable-checkpoint proof
@@ -724,7 +728,7 @@ class Replica:
         """Rebuild view, slots and prepared certificates from ``persisted`` (see recover)."""
         f, low = self.membership.f, self.low
         pps: dict[tuple[int, int], Signed[PrePrepare]] = {}  # (view, seq) → stripped
-        full: dict[bytes, tuple[Signed[Request], ...]] = {}
+        full: dict[bytes, _Batch] = {}
         prepares: dict[tuple[int, int], dict[str, Signed[Prepare]]] = {}
         commits: dict[tuple[int, int], Signed[Commit]] = {}  # own
         new_views: dict[int, Signed[NewView]] = {}
@@ -739,7 +743,7 @@ class Replica:
                     stripped = Signed(m.stripped(), spp.signer, spp.signature, spp.chain_id)
                     pps[(m.view, m.seq)] = stripped
                     if m.batch is not None:
-                        full[m.digest] = m.batch
+                        full[m.digest] = (m.origin, m.batch)
                     self._spoken[(m.view, m.seq)] = m.digest
             elif isinstance(m, Prepare):
                 view = max(view, m.view)
@@ -870,10 +874,11 @@ class Replica:
             batch = tuple(self._pending.pop(k) for k in keys)
             self._in_flight.update(keys)
             self._next_seq += 1
-            pp = PrePrepare(self.view, self._next_seq, batch_digest(batch), batch)
+            digest = batch_digest(batch, self.view)
+            pp = PrePrepare(self.view, self._next_seq, digest, batch, self.view)
             signed = self._emit(out, pp)
             self._slot(pp.seq).pre_prepare = signed
-            self._batches[pp.digest] = batch
+            self._batches[pp.digest] = (self.view, batch)
             # The primary's pre-prepare stands for its prepare; prepares may already be here.
             self._advance(pp.seq, out)
 
@@ -923,10 +928,15 @@ class Replica:
             self._ignored["duplicate" if same else "conflicting"] += 1
             if same and pp.digest not in self._batches and pp.batch is not None:
                 # A new view's O carries no batches; a re-sent full pre-prepare supplies it.
-                self._batches[pp.digest] = pp.batch
+                self._batches[pp.digest] = (pp.origin, pp.batch)
                 self._execute_ready(out)
             elif same and slot.committed:
                 self._help_slot(signed.signer, pp.seq, out)
+            return
+        if pp.batch and pp.origin != pp.view:
+            # Only a new view's O may propose an earlier view's batch again, and O is in the
+            # slot already: a new batch is built in the view it is proposed in.
+            self._ignored["conflicting"] += 1
             return
         spoken = self._spoken.get((pp.view, pp.seq))
         if spoken is not None and spoken != pp.digest:
@@ -934,7 +944,7 @@ class Replica:
             self._ignored["conflicting"] += 1
             return
         slot.pre_prepare = cast("Signed[PrePrepare]", signed)
-        self._batches[pp.digest] = pp.batch
+        self._batches[pp.digest] = (pp.origin, pp.batch)
         out.persist.append(signed)
         if not self.is_primary:
             prepare = Prepare(pp.view, pp.seq, pp.digest, self.id)
@@ -1011,10 +1021,10 @@ class Replica:
             found = self._batches.get(pp.digest)
             if found is None:
                 return  # committed without its batch (from a NewView): wait for a re-send
-            batch = found
+            origin, batch = found
             for signed in batch:
                 self._execute_one(signed.message, out)
-            self.state_machine.end_batch(pp.view, pp.seq)
+            self.state_machine.end_batch(origin if batch else None, pp.seq)
             self.last_executed = pp.seq
             self._stalled = 0
             if self._fetch is not None and self._fetch.seq <= pp.seq:
@@ -1128,10 +1138,22 @@ class Replica:
             # While we know we are behind, the delay is ours, not the primary's.
             self._elapsed = 0
             return
+        if not self.active and self._view_change_votes() < self.membership.quorum:
+            # Paper §4.5.2: the timer for the view we are moving to starts only once 2f+1
+            # replicas (us included) want it. A replica whose timer ran out alone waits here
+            # for the others (or for a NewView) instead of climbing views nobody else will
+            # install, from which it could never come back.
+            self._elapsed = 0
+            return
         self._elapsed += 1
         if self._elapsed < self.timeout:
             return
         self._start_view_change(self.view + 1, out)
+
+    def _view_change_votes(self) -> int:
+        """Replicas (this one included) whose latest view change is for ``view`` or later (one
+        that gave up on ``view`` already wanted to leave the views before it too)."""
+        return sum(1 for s in self._view_changes.values() if s.message.new_view >= self.view)
 
     def _start_view_change(self, new_view: int, out: _Out) -> None:
         """Leave the current view: stop the normal case, send ⟨VIEW-CHANGE, new_view, …⟩."""
@@ -1262,10 +1284,11 @@ class Replica:
         """``spp`` with its batch (the signature covers only the digest), if we have it."""
         if spp.message.batch is not None:
             return _erase(spp)
-        batch = self._batches.get(spp.message.digest)
-        if batch is None:
+        found = self._batches.get(spp.message.digest)
+        if found is None:
             return None
-        full = PrePrepare(spp.message.view, spp.message.seq, spp.message.digest, batch)
+        origin, batch = found
+        full = PrePrepare(spp.message.view, spp.message.seq, spp.message.digest, batch, origin)
         return _erase(Signed(full, spp.signer, spp.signature, spp.chain_id))
 
     # --- retransmission ----------------------------------------------------------------------
