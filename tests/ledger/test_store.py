@@ -39,6 +39,7 @@ from medfabric.ledger.blocks import (
     block_entries,
     block_hash,
     encode_block,
+    prove,
     verify_entry_proof,
 )
 from medfabric.ledger.messages import (
@@ -56,7 +57,7 @@ from medfabric.ledger.messages import (
     sign,
 )
 from medfabric.ledger.replica import StableCheckpoint
-from medfabric.ledger.store import LedgerStore, StoreError
+from medfabric.ledger.store import PROOF_CACHE_BLOCKS, LedgerStore, StoreError
 
 CLIENT_KEY = SigningKey.from_bytes(b"\x41" * 32)
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,6 +226,20 @@ def test_proofs_from_the_store_verify(store: LedgerStore) -> None:
         )
         assert proof.position == store.locate(h(n)).position  # type: ignore[union-attr]
     assert store.proof(h(42)) is None
+
+
+def test_proofs_served_from_the_block_cache_equal_fresh_ones(store: LedgerStore) -> None:
+    # More blocks than the cache holds, visited twice in an order that evicts: every proof is
+    # the one computed from the block alone (each leaf hashed again).
+    count = PROOF_CACHE_BLOCKS + 3
+    blocks, _ = chain([[[3 * b + 1, 3 * b + 2, 3 * b + 3]] for b in range(count)])
+    for block in blocks:
+        store.append_block(block)
+    for n in [*range(1, 3 * count + 1), *range(3 * count, 0, -2)]:
+        got = store.proof(h(n))
+        assert got is not None
+        assert got == prove(blocks[(n - 1) // 3], (n - 1) % 3)
+    assert len(store._proving) == PROOF_CACHE_BLOCKS
 
 
 def test_state_rebuilt_from_blocks_matches_execution(store: LedgerStore) -> None:

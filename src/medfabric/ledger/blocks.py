@@ -55,6 +55,7 @@ from typing import ClassVar, TypeVar
 from medfabric.crypto.keys import SigningKey, VerifyKey
 from medfabric.crypto.merkle import (
     MerkleFrontier,
+    MerkleTree,
     inclusion_proof,
     leaf_hash,
     root_from_leaf_hashes,
@@ -880,8 +881,15 @@ def decode_entry_proof(data: bytes) -> EntryProof:
     return _decode(data, _read_proof, encode_entry_proof)
 
 
-def prove(block: Block, position: int) -> EntryProof:
+def prove(block: Block, position: int, *, tree: MerkleTree | None = None) -> EntryProof:
     """The proof of the entry at ``position`` among ``block``'s entries.
+
+    Args:
+        block: The block.
+        position: The entry's position.
+        tree: The Merkle tree of the block's entry leaves, if the caller keeps one (a store
+            serving many proofs of one block); the path is then read from it instead of
+            hashing every leaf again.
 
     Raises:
         IndexError: No entry at ``position``.
@@ -889,7 +897,10 @@ def prove(block: Block, position: int) -> EntryProof:
     entries = block_entries(block)
     if not 0 <= position < len(entries):
         raise IndexError(f"position {position} outside 0..{len(entries) - 1}")
-    path = inclusion_proof([e.leaf_hash for e in entries], position)
+    if tree is not None:
+        path = tree.inclusion_proof(position)
+    else:
+        path = inclusion_proof([e.leaf_hash for e in entries], position)
     return EntryProof(
         entries[position], position, len(entries), tuple(path), block.header, block.certificate
     )

@@ -54,7 +54,13 @@ from medfabric.ledger.blocks import (
     verify_tx,
 )
 from medfabric.ledger.chain import TxResult
-from medfabric.ledger.cluster import ClusterError, load_node_config, node_configs
+from medfabric.ledger.cluster import (
+    DESCRIPTION_NAME,
+    ClusterError,
+    load_cluster_description,
+    load_node_config,
+    node_configs,
+)
 from medfabric.ledger.messages import (
     DIGEST_SIZE,
     FrameError,
@@ -109,13 +115,22 @@ def _api_url(address: tuple[str, int]) -> str:
 
 
 def read_cluster(dir: Path) -> tuple[dict[str, str], Membership]:
-    """The API URLs (node id → base URL) and the membership of a cluster folder.
+    """The API URLs (node id → base URL) and the membership of a cluster.
+
+    ``dir`` is a public cluster description (``cluster.toml``), or a folder holding one, or a
+    cluster folder of node configs (``*/node.toml``; reading those needs the nodes' key files,
+    so give clients the description instead).
 
     Raises:
-        ClusterError: The folder holds no node configs, a config is bad (see
+        ClusterError: No description and no node configs, a file is bad (see
+            :func:`~medfabric.ledger.cluster.load_cluster_description` and
             :func:`~medfabric.ledger.cluster.load_node_config`), or two configs disagree on
             the membership.
     """
+    description = dir if dir.is_file() else dir / DESCRIPTION_NAME
+    if description.is_file():
+        apis, described = load_cluster_description(description)
+        return {node: _api_url(address) for node, address in apis.items()}, described
     nodes: dict[str, str] = {}
     membership: Membership | None = None
     for path in node_configs(dir):
@@ -126,7 +141,7 @@ def read_cluster(dir: Path) -> tuple[dict[str, str], Membership]:
         elif config.membership != membership:
             raise ClusterError(f"{path}: membership differs from the other nodes'")
     if membership is None:
-        raise ClusterError(f"{dir} holds no node configs")
+        raise ClusterError(f"{dir} holds neither {DESCRIPTION_NAME} nor node configs")
     return nodes, membership
 
 
@@ -228,10 +243,12 @@ class LedgerClient:
     def from_cluster(
         cls, dir: Path, institution: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> LedgerClient:
-        """A client for a cluster folder written by ``init_cluster``.
+        """A client for a cluster folder written by ``init_cluster`` (or a description).
 
-        The API URLs and the membership come from the node configs; the institution's key from
-        ``institutions/<institution>.key``. Without ``institution`` the client only reads.
+        The API URLs and the membership come from :func:`read_cluster` (the public
+        ``cluster.toml`` when there is one); the institution's key from
+        ``institutions/<institution>.key`` next to it. Without ``institution`` the client only
+        reads.
 
         Raises:
             ClusterError: The folder or a config is bad, or the key file cannot be loaded.
@@ -240,7 +257,8 @@ class LedgerClient:
         nodes, membership = read_cluster(dir)
         key = None
         if institution is not None:
-            path = dir / "institutions" / f"{institution}.key"
+            folder = dir.parent if dir.is_file() else dir
+            path = folder / "institutions" / f"{institution}.key"
             try:
                 key = load_private_key(path, None, kind=SigningKey)
             except CryptoError as e:

@@ -6,6 +6,8 @@ Layout written by :func:`init_cluster` (paths in a config are relative to its fo
     <dir>/node-0/node.key         its Ed25519 signing key (PKCS#8 PEM, mode 0600)
     <dir>/node-0/ledger.db        its store (created when the node first starts)
     <dir>/institutions/<id>.key   each institution's signing key (for clients and tests)
+    <dir>/cluster.toml            the public description (below): all a client, a gateway or
+                                  a verifier needs; it holds no private key
 
 ``node.toml``::
 
@@ -26,6 +28,19 @@ Layout written by :func:`init_cluster` (paths in a config are relative to its fo
     public_key = "<64 hex digits>"
     host = "127.0.0.1"
     port = 7102
+    [institutions]
+    "hospital-a" = "<64 hex digits>"
+
+``cluster.toml`` (:func:`load_cluster_description`)::
+
+    chain_id = "medfabric"
+    log_window = 256
+    [replicas."node-0"]  # every replica
+    public_key = "<64 hex digits>"
+    host = "127.0.0.1"   # its PBFT address
+    port = 7100
+    api_host = "127.0.0.1"
+    api_port = 7101
     [institutions]
     "hospital-a" = "<64 hex digits>"
 
@@ -66,10 +81,12 @@ from medfabric.ledger.replica import ReplicaConfig
 __all__ = [
     "CONFIG_NAME",
     "DEFAULT_INSTITUTIONS",
+    "DESCRIPTION_NAME",
     "ClusterError",
     "NodeFiles",
     "free_base_port",
     "init_cluster",
+    "load_cluster_description",
     "load_node_config",
     "node_command",
     "node_configs",
@@ -81,6 +98,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "node.toml"
+DESCRIPTION_NAME = "cluster.toml"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 DEFAULT_INSTITUTIONS: tuple[str, ...] = ("hospital-a", "hospital-b")
 DEFAULT_BASE_PORT = 7100
@@ -232,6 +250,28 @@ def init_cluster(
             config = folder / CONFIG_NAME
             config.write_text("\n".join(lines), encoding="utf-8")
             out.append(NodeFiles(r, config, (host, peer_port), (host, api_port)))
+        public = [
+            "# medfabric ledger cluster, public description (written by `medfabric ledger init`);",
+            "# give this file, not the node folders, to gateways, receivers and verifiers",
+            f"chain_id = {_toml_str(chain_id)}",
+            "log_window = 256",
+            "",
+        ]
+        for r in ids:
+            public += _toml_table(
+                ["replicas", r],
+                {
+                    "public_key": replica_keys[r].verify_key.to_bytes().hex(),
+                    "host": host,
+                    "port": addresses[r][0],
+                    "api_host": host,
+                    "api_port": addresses[r][1],
+                },
+            )
+        public += _toml_table(
+            ["institutions"], {c: k.to_bytes().hex() for c, k in registered.items()}
+        )
+        (dir / DESCRIPTION_NAME).write_text("\n".join(public), encoding="utf-8")
     except (OSError, CryptoError) as e:
         raise ClusterError(f"cannot write the cluster in {dir}: {e}") from e
     return out
@@ -318,14 +358,80 @@ def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
             raise ClusterError(f"{where}{key}: unknown key")
 
 
-def _address(table: Any, where: str) -> tuple[str, int]:
+def _address(
+    table: Any,
+    where: str,
+    *,
+    allowed: frozenset[str] = frozenset({"host", "port", "public_key"}),
+    prefix: str = "",
+) -> tuple[str, int]:
+    """``(host, port)`` from the keys ``{prefix}host`` and ``{prefix}port`` of ``table``."""
     if not isinstance(table, dict):
         raise ClusterError(f"{where.rstrip('.')}: expected a table")
-    _only(table, {"host", "port", "public_key"}, where)
-    port = _get(table, "port", int, where)
+    _only(table, set(allowed), where)
+    port = _get(table, f"{prefix}port", int, where)
     if not 0 <= port <= 65535:
-        raise ClusterError(f"{where}port: bad value {port!r}")
-    return _get(table, "host", str, where), port
+        raise ClusterError(f"{where}{prefix}port: bad value {port!r}")
+    return _get(table, f"{prefix}host", str, where), port
+
+
+_DESCRIBED = frozenset({"host", "port", "public_key", "api_host", "api_port"})
+
+
+def _members(
+    raw: dict[str, Any], where: str, *, described: bool
+) -> tuple[dict[str, VerifyKey], dict[str, tuple[str, int]], dict[str, VerifyKey]]:
+    """The ``replicas`` (keys and PBFT addresses) and ``institutions`` tables of a node config
+    or (``described``) of a cluster description."""
+    replicas_raw = _get(raw, "replicas", dict, where)
+    replicas: dict[str, VerifyKey] = {}
+    addresses: dict[str, tuple[str, int]] = {}
+    allowed = _DESCRIBED if described else frozenset({"host", "port", "public_key"})
+    for rid, table in replicas_raw.items():
+        w = f"{where}replicas.{rid}."
+        addresses[rid] = _address(table, w, allowed=allowed)
+        replicas[rid] = _verify_key(_get(table, "public_key", str, w), f"{w}public_key")
+    clients_raw = _get(raw, "institutions", dict, where)
+    clients = {
+        cid: _verify_key(value, f"{where}institutions.{cid}") for cid, value in clients_raw.items()
+    }
+    return replicas, addresses, clients
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ClusterError(f"cannot read {path}: {e.strerror or e}") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ClusterError(f"{path} is not valid TOML: {e}") from e
+
+
+def load_cluster_description(path: Path) -> tuple[dict[str, tuple[str, int]], Membership]:
+    """Read a public cluster description (``cluster.toml``, see the module docstring).
+
+    Returns:
+        Each node's API address ``(host, port)`` and the membership.
+
+    Raises:
+        ClusterError: The file is missing or not TOML, or a key is unknown, missing or of the
+            wrong type (the message names it), or the membership is invalid.
+    """
+    raw = _read_toml(path)
+    where = f"{path}: "
+    _only(raw, {"chain_id", "log_window", "replicas", "institutions"}, where)
+    chain_id = _get(raw, "chain_id", str, where)
+    window = _get(raw, "log_window", int, where) if "log_window" in raw else 256
+    replicas, _, clients = _members(raw, where, described=True)
+    apis = {
+        rid: _address(table, f"{where}replicas.{rid}.", allowed=_DESCRIBED, prefix="api_")
+        for rid, table in raw["replicas"].items()
+    }
+    try:
+        membership = Membership(chain_id, replicas, clients, log_window=window)
+    except LedgerError as e:
+        raise ClusterError(f"{where}{e}") from e
+    return apis, membership
 
 
 def _verify_key(value: Any, where: str) -> VerifyKey:
@@ -346,12 +452,7 @@ def load_node_config(path: Path) -> tuple[NodeConfig, tuple[str, int]]:
             type (the message names it), the key file cannot be read, or the node's config is
             inconsistent (``NodeError``'s reason).
     """
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ClusterError(f"cannot read {path}: {e.strerror or e}") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ClusterError(f"{path} is not valid TOML: {e}") from e
+    raw = _read_toml(path)
     where = f"{path}: "
     try:
         _only(raw, _TOP_KEYS, where)
@@ -373,18 +474,7 @@ def load_node_config(path: Path) -> tuple[NodeConfig, tuple[str, int]]:
         _only(tuning, set(fields), f"{where}replica.")
         for key in tuning:
             _get(tuning, key, int, f"{where}replica.")
-        replicas_raw = _get(raw, "replicas", dict, where)
-        replicas: dict[str, VerifyKey] = {}
-        addresses: dict[str, tuple[str, int]] = {}
-        for rid, table in replicas_raw.items():
-            w = f"{where}replicas.{rid}."
-            addresses[rid] = _address(table, w)
-            replicas[rid] = _verify_key(_get(table, "public_key", str, w), f"{w}public_key")
-        clients_raw = _get(raw, "institutions", dict, where)
-        clients = {
-            cid: _verify_key(value, f"{where}institutions.{cid}")
-            for cid, value in clients_raw.items()
-        }
+        replicas, addresses, clients = _members(raw, where, described=False)
         try:
             key = load_private_key(key_file, None, kind=SigningKey)
         except CryptoError as e:

@@ -72,12 +72,14 @@ stable the replica has dropped every slot at or below it, so
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from medfabric.crypto.merkle import MerkleTree
 from medfabric.ledger.blocks import (
     GENESIS_PREVIOUS_HASH,
     Block,
@@ -108,13 +110,16 @@ from medfabric.ledger.messages import (
 )
 from medfabric.ledger.replica import StableCheckpoint
 
-__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "LedgerStore", "StoreError"]
+__all__ = ["BUSY_TIMEOUT_MS", "PROOF_CACHE_BLOCKS", "SCHEMA_VERSION", "LedgerStore", "StoreError"]
 
 SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of a ledger store file; another version is refused at open."""
 
 BUSY_TIMEOUT_MS = 5_000
 """How long a connection waits for a lock before :class:`StoreError` (``PRAGMA busy_timeout``)."""
+
+PROOF_CACHE_BLOCKS = 16
+"""Blocks whose decoded entries and Merkle tree :meth:`LedgerStore.proof` keeps (LRU)."""
 
 _SQL_INT_MAX = 2**63 - 1  # SQLite integers are signed 64-bit
 _PAGE = 64  # blocks per query when iterating
@@ -207,6 +212,10 @@ class LedgerStore:
         self.path = path
         self.chain_id = chain_id
         self.read_only = read_only
+        # height → (block, Merkle tree of its entry leaves), most recently used last: stored
+        # blocks never change, and proofs come in runs over the same blocks (an audit, a
+        # batch's records), so each block is decoded and hashed once, not once per proof.
+        self._proving: OrderedDict[int, tuple[Block, MerkleTree]] = OrderedDict()
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -538,9 +547,18 @@ class LedgerStore:
         where = self.locate(content_hash)
         if where is None:
             return None
-        block = self.block(where.height)
-        entries = () if block is None else block_entries(block)
-        if block is None or not (
+        proving = self._proving.get(where.height)
+        if proving is None:
+            block = self.block(where.height)
+            if block is not None:
+                proving = (block, MerkleTree(e.leaf_hash for e in block_entries(block)))
+                self._proving[where.height] = proving
+                while len(self._proving) > PROOF_CACHE_BLOCKS:
+                    self._proving.popitem(last=False)
+        else:
+            self._proving.move_to_end(where.height)
+        entries = () if proving is None else block_entries(proving[0])
+        if proving is None or not (
             where.position < len(entries) and entries[where.position].content_hash == content_hash
         ):
             raise StoreError(
@@ -548,7 +566,7 @@ class LedgerStore:
                 f"position {where.position} of block {where.height}",
                 height=where.height,
             )
-        return prove(block, where.position)
+        return prove(proving[0], where.position, tree=proving[1])
 
     def state(self) -> NotarizationState:
         """The notarization state after all stored blocks, rebuilt by applying them in order.
