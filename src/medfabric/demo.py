@@ -37,10 +37,11 @@ from medfabric.crypto.merkle import MerkleTree, leaf_hash, verify_inclusion
 from medfabric.crypto.sealing import open_sealed, seal
 from medfabric.gateway import CycleReport, Gateway
 from medfabric.ledger.cluster import (
+    DESCRIPTION_NAME,
     ClusterError,
     free_base_port,
     init_cluster,
-    load_node_config,
+    load_cluster_description,
     node_command,
     wait_until_healthy,
 )
@@ -168,12 +169,12 @@ def start_ledger(out: Path, config: Path, settings: Settings) -> dict[str, subpr
     except ClusterError as e:
         stop_all(procs)
         raise SystemExit(f"the ledger nodes did not start ({e}); see {folder}/nodes.log") from None
-    node, _ = load_node_config(files[0].config)
-    membership = node.membership
+    _, membership = load_cluster_description(folder / DESCRIPTION_NAME)
     text = config.read_text("utf-8")
     if "\n[ledger]\n" not in text:
         config.write_text(
-            text + f'\n# Written by the demo: notarize on its ledger.\n[ledger]\ndir = "{folder}"\n'
+            text + "\n# Written by the demo: notarize on its ledger (its public description).\n"
+            f'[ledger]\ndir = "{folder / DESCRIPTION_NAME}"\n'
             "check_every = 2\n",
             "utf-8",
         )

@@ -171,7 +171,7 @@ class LedgerSection(_Strict):
     """Notarization on the permissioned ledger (docs/ledger.md, "Notarizing what the gateways
     send"). Off while ``dir`` is unset."""
 
-    dir: Path | None = None  # the cluster folder of `medfabric ledger init` (node configs)
+    dir: Path | None = None  # cluster.toml of the ledger (or the `ledger init` folder holding it)
     notarize: bool = True  # gateways notarize every batch they send
     late_after: Seconds = 600  # the receiver flags a landed batch not notarized by then
     check_every: Seconds = 30  # how often the receiver looks for notarizations

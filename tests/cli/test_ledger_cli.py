@@ -100,7 +100,7 @@ def test_bad_configs_get_one_clear_line(tmp_path: Path) -> None:
     code, output = _run("ledger", "node", "--config", str(config))
     assert code == 2 and "not a replica" in output
     code, output = _run("ledger", "status", "--dir", str(tmp_path / "empty"))
-    assert code == 2 and "holds no node configs" in output
+    assert code == 2 and "holds neither cluster.toml nor node configs" in output
 
 
 def test_status_shows_a_node_that_does_not_answer_as_down(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from medfabric.ledger.blocks import (
     encode_entry_proof,
     storage_address,
 )
-from medfabric.ledger.client import ClientError, LedgerClient
+from medfabric.ledger.client import ClientError, LedgerClient, api_url, read_cluster
 from medfabric.ledger.cluster import (
     DEFAULT_BASE_PORT,
     DEFAULT_INSTITUTIONS,
@@ -42,7 +42,12 @@ from medfabric.records.keyring import Keyring
 
 app = typer.Typer(help="The permissioned ledger (PBFT notarization nodes).", no_args_is_help=True)
 
-DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The cluster folder.")]
+DirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--dir", "-d", help="The cluster folder (client commands: or its public cluster.toml)."
+    ),
+]
 NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes (3f+1).")]
 BasePortOpt = Annotated[
     int, typer.Option("--base-port", help="Node i uses base+2i (peers) and base+2i+1 (API).")
@@ -52,22 +57,16 @@ DEFAULT_DIR = Path("var/ledger")
 STOP_GRACE_SECONDS = 10.0
 
 
-def _url(address: tuple[str, int]) -> str:
-    host, port = address
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _apis(folder: Path) -> list[tuple[str, str]]:
-    """(node id, API URL) of every node config in ``folder``; fails on a bad config."""
+def _local_nodes(folder: Path) -> list[tuple[str, str, Path]]:
+    """(node id, API URL, config path) of every node config in ``folder``; fails on a bad
+    config."""
     out = []
     for path in node_configs(folder):
         try:
             config, api = load_node_config(path)
         except ClusterError as e:
             fail(str(e))
-        out.append((config.node_id, _url(api)))
+        out.append((config.node_id, api_url(api), path))
     if not out:
         fail(f"{folder} holds no node configs (run `medfabric ledger init --dir {folder}`)")
     return out
@@ -120,7 +119,7 @@ def init(
     table = Table("node", "config", "peers", "API", title=f"ledger cluster in {dir}")
     for files in written:
         peers = f"{files.listen[0]}:{files.listen[1]}"
-        table.add_row(files.node_id, str(files.config), peers, _url(files.api))
+        table.add_row(files.node_id, str(files.config), peers, api_url(files.api))
     console.print(table)
 
 
@@ -182,7 +181,8 @@ def up(
             init_cluster(dir, nodes, host=host, base_port=base_port)
         except ClusterError as e:
             fail(str(e))
-    apis = _apis(dir)
+    local = _local_nodes(dir)
+    apis = [(node_id, url) for node_id, url, _ in local]
     stopping: list[int] = []
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -191,7 +191,7 @@ def up(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for (node_id, _), path in zip(apis, node_configs(dir), strict=True):
+        for node_id, _, path in local:
             procs[node_id] = subprocess.Popen(node_command(path))
             (path.parent / "node.pid").write_text(f"{procs[node_id].pid}\n", encoding="utf-8")
         pending = dict(apis)
@@ -230,9 +230,13 @@ def status(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 2.0,
 ) -> None:
     """Ask every node of the cluster for its status; a node that does not answer is down."""
+    try:
+        urls, _ = read_cluster(dir)
+    except ClusterError as e:
+        fail(f"{e} (run `medfabric ledger init --dir {dir}`)")
     rows: list[dict[str, Any]] = []
     with httpx.Client(timeout=timeout) as http:
-        for node_id, url in _apis(dir):
+        for node_id, url in urls.items():
             row: dict[str, Any] = {"node": node_id, "api": url, "up": False}
             try:
                 answer = http.get(f"{url}/v1/status")

@@ -73,7 +73,14 @@ from medfabric.ledger.messages import (
     sign,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "ClientError", "LedgerClient", "NotNotarized", "read_cluster"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ClientError",
+    "LedgerClient",
+    "NotNotarized",
+    "api_url",
+    "read_cluster",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +114,7 @@ class NotNotarized(ClientError):
     """Every node that answered said the content hash is not notarized (404)."""
 
 
-def _api_url(address: tuple[str, int]) -> str:
+def api_url(address: tuple[str, int]) -> str:
     host, port = address
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
@@ -130,12 +137,12 @@ def read_cluster(dir: Path) -> tuple[dict[str, str], Membership]:
     description = dir if dir.is_file() else dir / DESCRIPTION_NAME
     if description.is_file():
         apis, described = load_cluster_description(description)
-        return {node: _api_url(address) for node, address in apis.items()}, described
+        return {node: api_url(address) for node, address in apis.items()}, described
     nodes: dict[str, str] = {}
     membership: Membership | None = None
     for path in node_configs(dir):
         config, api = load_node_config(path)
-        nodes[config.node_id] = _api_url(api)
+        nodes[config.node_id] = api_url(api)
         if membership is None:
             membership = config.membership
         elif config.membership != membership:
