@@ -28,7 +28,7 @@ medfabric).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from hashlib import sha256
 
 from medfabric.crypto.errors import CryptoError
@@ -296,44 +296,14 @@ def verify_consistency(
     return sn == 0 and fr == old_root and sr == new_root
 
 
-class MerkleTree:
-    """An append-only Merkle tree of leaf hashes serving roots and proofs for any past size.
+class _AppendOnly:
+    """What :class:`MerkleTree` and :class:`MerkleFrontier` share: a count of leaves, and
+    ``append`` checking a leaf hash before the subclass's ``_push`` takes it."""
 
-    Storage: one ``bytearray`` per level; level ``h`` holds, back to back, the hash of every
-    complete subtree of ``2**h`` leaves aligned on a multiple of ``2**h`` (level 0 = the leaf
-    hashes). That is ``n + n/2 + n/4 + ... < 2n`` hashes: under 64 bytes per leaf plus the
-    bytearrays' growth slack, with no per-hash Python object (``bench/merkle.py`` measures
-    about 69 bytes per leaf, 65 MiB for a million leaves), and O(log n) bytes objects for the
-    right edge still waiting for siblings.
+    __slots__ = ("_size",)
 
-    Cost: ``append`` hashes one node on average (amortized O(1)); ``root``, ``inclusion_proof``
-    and ``consistency_proof`` read O(log n) stored hashes and compute at most O(log n) nodes,
-    for the current size or any earlier one.
-
-    Example:
-        >>> tree = MerkleTree()
-        >>> i = tree.append(leaf_hash(b"entry"))
-        >>> verify_inclusion(leaf_hash(b"entry"), i, tree.size, tree.inclusion_proof(i),
-        ...                  tree.root())
-        True
-    """
-
-    __slots__ = ("_frontier", "_levels", "_size")
-
-    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
-        """Create a tree, optionally holding ``leaf_hashes`` already.
-
-        Args:
-            leaf_hashes: Initial leaf hashes, in order (32 bytes each).
-
-        Raises:
-            MerkleError: A hash is not 32 bytes.
-        """
-        self._levels: list[bytearray] = [bytearray()]
-        # Per level, the last complete subtree that is a left child: O(log n) extra hashes.
-        self._frontier: list[bytes] = []
+    def __init__(self) -> None:
         self._size = 0
-        self.extend(leaf_hashes)
 
     @property
     def size(self) -> int:
@@ -358,26 +328,61 @@ class MerkleTree:
         if not _is_hash(leaf_hash):
             raise MerkleError(f"a leaf hash must be {HASH_SIZE} bytes, got {leaf_hash!r}")
         index = self._size
-        levels, frontier = self._levels, self._frontier
+        self._push(bytes(leaf_hash), index)
+        self._size = index + 1
+        return index
+
+    def _push(self, leaf_hash: bytes, index: int) -> None:
+        """Take leaf ``index`` (its hash, as bytes); ``size`` still counts the leaves before."""
+        raise NotImplementedError
+
+
+class MerkleTree(_AppendOnly):
+    """An append-only Merkle tree of leaf hashes serving roots and proofs for any past size.
+
+    Storage: one ``bytearray`` per level; level ``h`` holds, back to back, the hash of every
+    complete subtree of ``2**h`` leaves aligned on a multiple of ``2**h`` (level 0 = the leaf
+    hashes). That is ``n + n/2 + n/4 + ... < 2n`` hashes: under 64 bytes per leaf plus the
+    bytearrays' growth slack, with no per-hash Python object (``bench/merkle.py`` measures
+    about 69 bytes per leaf, 65 MiB for a million leaves), and O(log n) bytes objects for the
+    right edge still waiting for siblings.
+
+    Cost: ``append`` hashes one node on average (amortized O(1)); ``root``, ``inclusion_proof``
+    and ``consistency_proof`` read O(log n) stored hashes and compute at most O(log n) nodes,
+    for the current size or any earlier one.
+
+    Example:
+        >>> tree = MerkleTree()
+        >>> i = tree.append(leaf_hash(b"entry"))
+        >>> verify_inclusion(leaf_hash(b"entry"), i, tree.size, tree.inclusion_proof(i),
+        ...                  tree.root())
+        True
+    """
+
+    __slots__ = ("_frontier", "_levels")
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
+        """Create a tree, optionally holding ``leaf_hashes`` already.
+
+        Args:
+            leaf_hashes: Initial leaf hashes, in order (32 bytes each).
+
+        Raises:
+            MerkleError: A hash is not 32 bytes.
+        """
+        self._levels: list[bytearray] = [bytearray()]
+        # The roots of the complete subtrees tiling the leaves (as in MerkleFrontier): O(log n).
+        self._frontier: list[bytes] = []
+        super().__init__()
+        self.extend(leaf_hashes)
+
+    def _push(self, leaf_hash: bytes, index: int) -> None:
+        levels = self._levels
         levels[0] += leaf_hash
-        node = bytes(leaf_hash)
-        height = 0
-        # Each trailing 1 bit of the new index closes a complete subtree one level up.
-        pos = index
-        while pos & 1:
-            node = sha256(b"\x01" + frontier[height] + node).digest()
-            height += 1
+        for height, node in enumerate(_completed(self._frontier, leaf_hash, index), 1):
             if height == len(levels):
                 levels.append(bytearray())
             levels[height] += node
-            pos >>= 1
-        # The node is now a left child; keep it as bytes for when its sibling completes.
-        if height == len(frontier):
-            frontier.append(node)
-        else:
-            frontier[height] = node
-        self._size = index + 1
-        return index
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append leaf hashes in order.
@@ -515,7 +520,7 @@ class MerkleTree:
             raise MerkleError(f"leaf index must be in [0, {size}), got {index!r}")
 
 
-class MerkleFrontier:
+class MerkleFrontier(_AppendOnly):
     """The right edge of an append-only Merkle tree: enough to append leaves and read the root.
 
     Holds, for the first ``size`` leaves, the roots of the complete aligned subtrees that tile
@@ -534,7 +539,7 @@ class MerkleFrontier:
         True
     """
 
-    __slots__ = ("_nodes", "_root", "_size")
+    __slots__ = ("_nodes", "_root")
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
         """Create a frontier, optionally holding ``leaf_hashes`` already.
@@ -546,45 +551,14 @@ class MerkleFrontier:
             MerkleError: A hash is not 32 bytes.
         """
         self._nodes: list[bytes] = []
-        self._size = 0
+        super().__init__()
         self._root: bytes | None = EMPTY_ROOT
         self.extend(leaf_hashes)
 
-    @property
-    def size(self) -> int:
-        """Number of leaves appended so far."""
-        return self._size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def append(self, leaf_hash: bytes) -> int:
-        """Append one leaf hash.
-
-        Args:
-            leaf_hash: The new leaf's hash (``leaf_hash(data)``), 32 bytes.
-
-        Returns:
-            The 0-based index of the new leaf.
-
-        Raises:
-            MerkleError: ``leaf_hash`` is not 32 bytes.
-        """
-        if not _is_hash(leaf_hash):
-            raise MerkleError(f"a leaf hash must be {HASH_SIZE} bytes, got {leaf_hash!r}")
-        index = self._size
-        nodes = self._nodes
-        node = bytes(leaf_hash)
-        # Each trailing 1 bit of the new index closes a complete subtree one level up: merge
-        # it with the equally large subtree on its left.
-        pos = index
-        while pos & 1:
-            node = sha256(b"\x01" + nodes.pop() + node).digest()
-            pos >>= 1
-        nodes.append(node)
-        self._size = index + 1
+    def _push(self, leaf_hash: bytes, index: int) -> None:
+        for _ in _completed(self._nodes, leaf_hash, index):
+            pass
         self._root = None
-        return index
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append leaf hashes in order.
@@ -595,7 +569,7 @@ class MerkleFrontier:
         Raises:
             MerkleError: A hash is not 32 bytes; the ones before it are kept.
         """
-        # append() inlined: a method call per leaf costs as much as the hashing it does.
+        # append() and _completed() inlined: a call per leaf costs as much as the hashing.
         nodes = self._nodes
         size = self._size
         try:
@@ -632,6 +606,20 @@ class MerkleFrontier:
         other._size = self._size
         other._root = self._root
         return other
+
+
+def _completed(nodes: list[bytes], node: bytes, index: int) -> Iterator[bytes]:
+    """Append leaf ``index`` (hash ``node``) to the stack of complete-subtree roots ``nodes``;
+    yield each node it completes, one level up per node.
+
+    Each trailing 1 bit of ``index`` closes a complete subtree one level up: the new node
+    merges with the equally large subtree on its left (the top of the stack)."""
+    pos = index
+    while pos & 1:
+        node = sha256(b"\x01" + nodes.pop() + node).digest()
+        yield node
+        pos >>= 1
+    nodes.append(node)
 
 
 def _split(n: int) -> int:

@@ -208,6 +208,24 @@ def init_cluster(
     if len(set(institutions)) != len(institutions):
         raise ClusterError(f"institution ids repeat: {list(institutions)}")
     addresses = {r: (base_port + 2 * i, base_port + 2 * i + 1) for i, r in enumerate(ids)}
+
+    def members(*, described: bool) -> list[str]:
+        """The ``replicas`` and ``institutions`` tables (a description adds the API address)."""
+        lines: list[str] = []
+        for r in ids:
+            table: dict[str, str | int | float] = {
+                "public_key": replica_keys[r].verify_key.to_bytes().hex(),
+                "host": host,
+                "port": addresses[r][0],
+            }
+            if described:
+                table |= {"api_host": host, "api_port": addresses[r][1]}
+            lines += _toml_table(["replicas", r], table)
+        registry: dict[str, str | int | float] = {
+            c: k.to_bytes().hex() for c, k in registered.items()
+        }
+        return lines + _toml_table(["institutions"], registry)
+
     try:
         (dir / "institutions").mkdir(parents=True, exist_ok=True)
         for c, key in client_keys.items():
@@ -234,19 +252,8 @@ def init_cluster(
                 *_toml_table(["listen"], {"host": host, "port": peer_port}),
                 *_toml_table(["api"], {"host": host, "port": api_port}),
                 *_toml_table(["replica"], {}),
+                *members(described=False),
             ]
-            for other in ids:
-                lines += _toml_table(
-                    ["replicas", other],
-                    {
-                        "public_key": replica_keys[other].verify_key.to_bytes().hex(),
-                        "host": host,
-                        "port": addresses[other][0],
-                    },
-                )
-            lines += _toml_table(
-                ["institutions"], {c: k.to_bytes().hex() for c, k in registered.items()}
-            )
             config = folder / CONFIG_NAME
             config.write_text("\n".join(lines), encoding="utf-8")
             out.append(NodeFiles(r, config, (host, peer_port), (host, api_port)))
@@ -256,21 +263,8 @@ def init_cluster(
             f"chain_id = {_toml_str(chain_id)}",
             "log_window = 256",
             "",
+            *members(described=True),
         ]
-        for r in ids:
-            public += _toml_table(
-                ["replicas", r],
-                {
-                    "public_key": replica_keys[r].verify_key.to_bytes().hex(),
-                    "host": host,
-                    "port": addresses[r][0],
-                    "api_host": host,
-                    "api_port": addresses[r][1],
-                },
-            )
-        public += _toml_table(
-            ["institutions"], {c: k.to_bytes().hex() for c, k in registered.items()}
-        )
         (dir / DESCRIPTION_NAME).write_text("\n".join(public), encoding="utf-8")
     except (OSError, CryptoError) as e:
         raise ClusterError(f"cannot write the cluster in {dir}: {e}") from e

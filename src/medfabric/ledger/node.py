@@ -109,7 +109,7 @@ from medfabric.ledger.replica import (
     decode_state,
     encode_state,
 )
-from medfabric.ledger.store import LedgerStore, StoreError
+from medfabric.ledger.store import LedgerStore
 from medfabric.ledger.transport import Transport
 
 __all__ = ["METRICS", "Node", "NodeConfig", "NodeError", "ReplyListener"]
@@ -621,33 +621,49 @@ class Node:
         while (block := self._waiting.get(self.height + 1)) is not None:
             height = block.header.height
             try:
-                verify_block(
-                    block,
-                    self._head,
-                    chain_id=self.chain_id,
-                    replicas=self.membership.replicas,
-                    quorum=self.membership.quorum,
-                    institutions=self.membership.clients,
-                    # The header is the one this node's service cut (peers' signatures were
-                    # checked against its hash), so its root is the contract's own.
-                    state_root=block.header.state_root,
-                )
+                self._verify_next(block)
             except BlockError as e:
                 # A local bug: the service cut a header that does not verify. Drop it loudly.
                 del self._waiting[height]
                 self._metrics["block_errors"] += 1
                 logger.error("node %s: block %d does not verify: %s", self.id, height, e)
                 return
-            try:
-                self.store.append_block(block)
-            except (LedgerError, OSError) as e:
-                self._metrics["store_errors"] += 1
-                logger.error("node %s: appending block %d failed: %s", self.id, height, e)
+            if not self._store_next(block, "blocks_appended"):
                 return  # kept; retried on the next tick
-            del self._waiting[height]
-            self._heights.pop(height, None)
-            self._head = block.header
-            self._metrics["blocks_appended"] += 1
+
+    def _verify_next(self, block: Block) -> None:
+        """``verify_block`` against this node's head. The state root is the header's own: a
+        header this node's service cut (peers' signatures were checked against its hash), or
+        one a synced block's certificate (2f+1 replica signatures) vouches for.
+
+        Raises:
+            BlockError: The block does not verify.
+        """
+        verify_block(
+            block,
+            self._head,
+            chain_id=self.chain_id,
+            replicas=self.membership.replicas,
+            quorum=self.membership.quorum,
+            institutions=self.membership.clients,
+            state_root=block.header.state_root,
+        )
+
+    def _store_next(self, block: Block, counter: str) -> bool:
+        """Append ``block`` (verified, the next height) to the store and make it the head;
+        False (logged and counted) if the store refused it."""
+        height = block.header.height
+        try:
+            self.store.append_block(block)
+        except (LedgerError, OSError) as e:
+            self._metrics["store_errors"] += 1
+            logger.error("node %s: appending block %d failed: %s", self.id, height, e)
+            return False
+        self._waiting.pop(height, None)
+        self._heights.pop(height, None)
+        self._head = block.header
+        self._metrics[counter] += 1
+        return True
         self._save_checkpoint()
 
     def _rebroadcast(self) -> None:
@@ -733,16 +749,7 @@ class Node:
                 block = decode_block(raw)
                 if block.header.height != height:
                     raise BlockError("height", f"block {block.header.height} sent as {height}")
-                verify_block(
-                    block,
-                    self._head,
-                    chain_id=self.chain_id,
-                    replicas=self.membership.replicas,
-                    quorum=self.membership.quorum,
-                    institutions=self.membership.clients,
-                    # The certificate (2f+1 replica signatures on the header) vouches for it.
-                    state_root=block.header.state_root,
-                )
+                self._verify_next(block)
             except LedgerError as e:
                 self._metrics["sync_invalid"] += 1
                 logger.warning(
@@ -759,15 +766,7 @@ class Node:
                     f"block {data.replica} sent"
                 )
                 return
-            try:
-                self.store.append_block(block)
-            except (StoreError, OSError) as e:
-                self._metrics["store_errors"] += 1
-                logger.error("node %s: appending synced block %d failed: %s", self.id, height, e)
+            if not self._store_next(block, "blocks_synced"):
                 return
-            self._waiting.pop(height, None)
-            self._heights.pop(height, None)
-            self._head = block.header
-            self._metrics["blocks_synced"] += 1
         self._append_certified()
         self._save_checkpoint()

@@ -293,11 +293,22 @@ class LedgerStore:
             raise StoreError(f"{path} is the store of chain {row[0]!r}, not of {chain_id!r}")
 
     @staticmethod
-    def _create(conn: sqlite3.Connection, path: Path, chain_id: str) -> None:
-        # IMMEDIATE: two processes creating the file at once serialize here.
+    @contextmanager
+    def _schema_change(conn: sqlite3.Connection) -> Iterator[int]:
+        """A transaction that changes the schema; yields ``user_version`` read inside it.
+        IMMEDIATE: two processes creating or migrating the file at once serialize here."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            yield conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection, path: Path, chain_id: str) -> None:
+        with LedgerStore._schema_change(conn) as version:
             if version == 0:
                 tables = conn.execute(
                     "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
@@ -308,28 +319,17 @@ class LedgerStore:
                     conn.execute(statement)
                 conn.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _migrate_v1(conn: sqlite3.Connection) -> None:
         """Version 1 → 2: add the client table kept with the stable checkpoint (empty: a
         version-1 checkpoint has no client table, so recovery starts from genesis then)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
+        with LedgerStore._schema_change(conn) as version:
+            if version == 1:
                 for statement in _V2:
                     conn.execute(statement)
                 conn.execute("DELETE FROM checkpoint")  # no client table: not recoverable
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         """Close the store (idempotent). The last connection to close checkpoints the WAL."""
