@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from tests.ledger.sim import (
@@ -62,6 +63,21 @@ STALL = 300  # run() stops 300 time units after the last execution anywhere (cli
 # (``Sim.stranded``) is checked for executing a prefix of the others' order. A replica whose
 # timer ran out *alone* never climbs (test_correct_replica_alone_in_a_later_view_rejoins).
 STRANDED_OK = True
+
+
+def _sim(n: int, seed: int, *, clients: int = 3, requests: int = 3, **options: Any) -> Sim:
+    """A seeded run of ``n`` replicas with the settings every test here shares (``CONFIG``, a
+    small log window, the stall limit); ``options`` go to :class:`Sim` as they are."""
+    return Sim(
+        n=n,
+        seed=seed,
+        clients=clients,
+        requests=requests,
+        config=CONFIG,
+        log_window=WINDOW,
+        stall_limit=STALL,
+        **options,
+    )
 
 
 def _check(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_OK) -> None:
@@ -114,10 +130,16 @@ def _run(sim: Sim, *, more: int = 2, stranded_ok: bool = STRANDED_OK) -> Sim:
 
 
 def _lies(sim: Sim) -> Counter[str]:
+    """The lies of all the adversaries, counted by kind."""
     total: Counter[str] = Counter()
     for adversary in sim.adversaries.values():
         total.update(adversary.lies)
     return total
+
+
+def _in_view(sim: Sim, view: int, rids: tuple[str, ...] | None = None) -> bool:
+    """Whether the replicas ``rids`` (by default all the correct ones) reached ``view``."""
+    return all(sim.replicas[r].view >= view for r in (sim.correct() if rids is None else rids))
 
 
 # --- Twins ------------------------------------------------------------------------------------
@@ -139,7 +161,17 @@ def twin_groups(n: int, twins: frozenset[str], rng: random.Random) -> tuple[froz
     return frozenset(a), frozenset(b)
 
 
-def twins_sim(n: int, seed: int, twins: frozenset[str] | None = None, **kwargs: object) -> Sim:
+def _twin_options(n: int, twins: frozenset[str], rng: random.Random) -> dict[str, Any]:
+    """The :class:`Sim` options of a Twins run: the twinned ids, the two sides
+    (:func:`twin_groups`) and a seeded heal time."""
+    return {
+        "twins": twins,
+        "twin_groups": twin_groups(n, twins, rng),
+        "twin_heal": rng.randint(40, 160),
+    }
+
+
+def twins_sim(n: int, seed: int, twins: frozenset[str] | None = None, **kwargs: Any) -> Sim:
     """A seeded Twins run: ``f`` twinned ids (picked by the seed unless given), a seeded
     partition of the instances that heals at a seeded time."""
     rng = random.Random(f"twins/{n}/{seed}")
@@ -147,19 +179,8 @@ def twins_sim(n: int, seed: int, twins: frozenset[str] | None = None, **kwargs: 
     ids = [f"r{i}" for i in range(n)]
     if twins is None:
         twins = frozenset(rng.sample(ids, f))
-    options: dict[str, object] = {
-        "clients": 2,
-        "requests": 2,
-        "config": CONFIG,
-        "log_window": WINDOW,
-        "stall_limit": STALL,
-        "twins": twins,
-        "twin_groups": twin_groups(n, twins, rng),
-        "twin_heal": rng.randint(40, 160),
-        "max_delay": rng.randint(2, 8),
-    }
-    options.update(kwargs)
-    return Sim(n=n, seed=seed, **options)  # type: ignore[arg-type]
+    options = _twin_options(n, twins, rng) | {"max_delay": rng.randint(2, 8)}
+    return _sim(n, seed, **({"clients": 2, "requests": 2} | options | kwargs))
 
 
 @pytest.mark.parametrize(("n", "twins"), [(4, {"r0"}), (4, {"r3"}), (7, {"r0", "r1"})])
@@ -178,44 +199,29 @@ def test_twins_split_primary_equivocates_and_stays_safe() -> None:
     groups = (frozenset({"r0", "r1", "r2"}), frozenset({"r0'", "r3"}))
     conflicts = 0
     for seed in range(6):
-        sim = Sim(
-            n=4,
-            seed=seed,
-            clients=3,
-            requests=3,
-            config=CONFIG,
-            log_window=WINDOW,
-            stall_limit=STALL,
-            twins=frozenset({"r0"}),
-            twin_groups=groups,
-            twin_heal=120,
-        )
+        sim = _sim(4, seed, twins=frozenset({"r0"}), twin_groups=groups, twin_heal=120)
         _run(sim)
         conflicts += sim.replicas["r3"].ignored["conflicting"]
     assert conflicts > 0  # r3 did hold a pre-prepare of the other twin's
 
 
-def _f_plus_one_twins(n: int, seed: int) -> Sim:
-    """``f + 1`` twinned ids (r0 … r{f}); side A: their first instances and ``f`` correct
-    replicas, side B: their twins and the other ``f``. Each side holds 2f+1 instances, a
-    quorum, and the twins of the primary order different batches on the two sides."""
+def _two_sides(n: int, seed: int, *, twinned: int, twin_heal: int) -> Sim:
+    """Twins of r0 … r{twinned - 1} on two sides that heal at ``twin_heal``. Side A: the
+    first instances of r0 … r{f} and ``f`` correct replicas; side B: the twins and the other
+    ``f``. With ``twinned = f + 1`` each side holds 2f+1 instances, a quorum, and the twins of
+    the primary order different batches on the two sides; with ``twinned = f``, r{f} is a
+    correct replica on side A only and side B holds 2f instances: no quorum."""
     f = (n - 1) // 3
-    twins = frozenset(f"r{i}" for i in range(f + 1))
+    twins = frozenset(f"r{i}" for i in range(twinned))
     correct = [f"r{i}" for i in range(f + 1, n)]
-    side_a = frozenset(twins | set(correct[:f]))
+    side_a = frozenset({f"r{i}" for i in range(f + 1)} | set(correct[:f]))
     side_b = frozenset({twin_name(t) for t in twins} | set(correct[f:]))
-    return Sim(
-        n=n,
-        seed=seed,
-        clients=3,
-        requests=2,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        twins=twins,
-        twin_groups=(side_a, side_b),
-        twin_heal=10_000,
-    )
+    return _sim(n, seed, requests=2, twins=twins, twin_groups=(side_a, side_b), twin_heal=twin_heal)
+
+
+def _f_plus_one_twins(n: int, seed: int) -> Sim:
+    """``f + 1`` twinned ids (r0 … r{f}) on two sides, each a quorum, that never heal."""
+    return _two_sides(n, seed, twinned=(n - 1) // 3 + 1, twin_heal=10_000)
 
 
 @pytest.mark.parametrize("n", [4, 7])
@@ -237,29 +243,12 @@ def test_f_plus_one_twins_break_safety(n: int) -> None:
     assert str(again.value) == message
 
 
-def test_f_twins_on_the_same_partitions_stay_safe() -> None:
+@pytest.mark.parametrize("n", [4, 7])
+@pytest.mark.parametrize("seed", range(3))
+def test_f_twins_on_the_same_partitions_stay_safe(n: int, seed: int) -> None:
     # The control for the test above: the same two sides, one twinned id fewer (the f + 1st
     # is a correct replica on side A only). Now side B holds only 2f instances: no quorum.
-    for n in (4, 7):
-        f = (n - 1) // 3
-        for seed in range(3):
-            sim = _f_plus_one_twins(n, seed)
-            twins = frozenset(f"r{i}" for i in range(f))
-            groups = tuple(g - {twin_name(f"r{f}")} for g in sim.twin_groups)
-            _run(
-                Sim(
-                    n=n,
-                    seed=seed,
-                    clients=3,
-                    requests=2,
-                    config=CONFIG,
-                    log_window=WINDOW,
-                    stall_limit=STALL,
-                    twins=twins,
-                    twin_groups=groups,
-                    twin_heal=150,
-                )
-            )
+    _run(_two_sides(n, seed, twinned=(n - 1) // 3, twin_heal=150))
 
 
 # --- scripted adversaries ---------------------------------------------------------------------
@@ -268,19 +257,7 @@ def test_f_twins_on_the_same_partitions_stay_safe() -> None:
 @pytest.mark.parametrize("n", [4, 7])
 @pytest.mark.parametrize("seed", range(10))
 def test_equivocating_primary_in_every_seq(n: int, seed: int) -> None:
-    sim = Sim(
-        n=n,
-        seed=seed,
-        clients=3,
-        requests=3,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={"r0": Equivocator()},
-        max_delay=6,
-        dup=0.1,
-    )
-    _run(sim)
+    sim = _run(_sim(n, seed, adversaries={"r0": Equivocator()}, max_delay=6, dup=0.1))
     assert _lies(sim)["equivocation"] > 0
 
 
@@ -291,56 +268,26 @@ def test_equivocating_primary_of_a_later_view(seed: int) -> None:
         "r0": Equivocator(mute_after=25),
         "r1": Equivocator(views=frozenset(range(1, 100))),
     }
-    sim = Sim(
-        n=7,
-        seed=seed,
-        clients=3,
-        requests=3,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries=adversaries,
-    )
-    _run(sim)
+    sim = _run(_sim(7, seed, adversaries=adversaries))
     assert adversaries["r1"].lies["equivocation"] > 0
-    assert all(sim.replicas[r].view >= 1 for r in sim.correct())
+    assert _in_view(sim, 1)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_equivocating_primary_of_view_one_with_4_replicas(seed: int) -> None:
     # n = 4: view 0's primary is correct but cut off long enough (asynchrony, not a fault)
     # for the others to move to view 1, whose primary r1 equivocates.
-    sim = Sim(
-        n=4,
-        seed=seed,
-        clients=3,
-        requests=4,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={"r1": Equivocator()},
-        partition=(20, 260, frozenset({"r0"})),
-    )
-    _run(sim)
+    partition = (20, 260, frozenset({"r0"}))
+    sim = _run(_sim(4, seed, requests=4, adversaries={"r1": Equivocator()}, partition=partition))
     assert _lies(sim)["equivocation"] > 0
-    assert all(sim.replicas[r].view >= 1 for r in ("r2", "r3"))
+    assert _in_view(sim, 1, ("r2", "r3"))
 
 
 @pytest.mark.parametrize("n", [4, 7])
 @pytest.mark.parametrize("seed", range(8))
 def test_forged_messages_die_at_the_edge(n: int, seed: int) -> None:
     forger = Forger(rate=0.5, bad_votes=seed % 2 == 1)
-    sim = Sim(
-        n=n,
-        seed=seed,
-        clients=3,
-        requests=3,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={f"r{1 + seed % (n - 1)}": forger},
-        dup=0.1,
-    )
+    sim = _sim(n, seed, adversaries={f"r{1 + seed % (n - 1)}": forger}, dup=0.1)
     _run(sim)  # no forged request executed; clients got the right results despite its replies
     assert set(forger.lies) >= set(Forger.KINDS) | {"wrong_result"}
     # Each kind of forgery was refused for its own reason (nothing forged got past the edge).
@@ -355,24 +302,13 @@ def test_replayed_old_messages_change_nothing(n: int, seed: int) -> None:
     # The replaying replica is the primary and stops ordering at t=30: view changes happen,
     # and its replays reach the others from the old view and from below their checkpoints.
     replayer = Replayer(mute_after=30, burst=6)
-    sim = Sim(
-        n=n,
-        seed=seed,
-        clients=3,
-        requests=3,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={"r0": replayer},
-        max_delay=6,
-    )
-    _run(sim)
+    sim = _run(_sim(n, seed, adversaries={"r0": replayer}, max_delay=6))
     assert replayer.lies["replayed"] > 50 and not sim.refused  # authentic: the edge lets them in
     ignored: Counter[str] = Counter()
     for rid in sim.correct():
         ignored.update(sim.replicas[rid].ignored)
     assert ignored["duplicate"] > 0 and ignored["other_view"] > 0
-    assert all(sim.replicas[r].view >= 1 for r in sim.correct())
+    assert _in_view(sim, 1)
 
 
 @pytest.mark.parametrize("mode", ViewChangeLiar.MODES)
@@ -384,20 +320,9 @@ def test_lying_in_view_change(mode: str, n: int, seed: int) -> None:
     liars: dict[str, Adversary] = {"r0": ViewChangeLiar(modes=(mode,), mute_after=30)}
     if n == 7:
         liars["r4"] = ViewChangeLiar(modes=(mode,), eager=5)
-    sim = Sim(
-        n=n,
-        seed=seed,
-        clients=3,
-        requests=4,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries=liars,
-        max_delay=5,
-    )
-    _run(sim)
+    sim = _run(_sim(n, seed, requests=4, adversaries=liars, max_delay=5))
     assert liars["r0"].lies[mode] > 0
-    assert all(sim.replicas[r].view >= 1 for r in sim.correct())
+    assert _in_view(sim, 1)
     if mode in ("fake_checkpoint", "forged_cert"):
         assert sim.refused["bad_signature"] > 0
     elif mode == "future_cert":
@@ -412,22 +337,11 @@ def test_lying_new_primary_is_replaced(mode: str, seed: int) -> None:
     # n = 7: r0 crashes; r1, the primary of view 1, lies in its NewView. The correct replicas'
     # timers take them on to view 2 (r2), where everything completes.
     liar = NewViewLiar(mode=mode)
-    sim = Sim(
-        n=7,
-        seed=seed,
-        clients=3,
-        requests=3,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={"r1": liar},
-        crash_at={"r0": 30},
-    )
-    _run(sim)
+    sim = _run(_sim(7, seed, adversaries={"r1": liar}, crash_at={"r0": 30}))
     assert liar.lies[mode] > 0
     if mode != "withhold":
         assert sim.refused["invalid"] > 0
-        assert all(sim.replicas[r].view >= 2 for r in sim.correct())
+        assert _in_view(sim, 2)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -436,31 +350,17 @@ def test_every_message_through_the_edge(seed: int) -> None:
     # frame/open_frame. A correct replica's message that the edge refused would raise; only
     # the forger's forgeries are refused.
     forger = Forger(rate=0.3)
-    sim = Sim(
-        n=4,
-        seed=seed,
-        clients=2,
-        requests=3,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={"r2": forger},
-        edge_all=True,
-        dup=0.1,
-    )
+    sim = _sim(4, seed, clients=2, adversaries={"r2": forger}, edge_all=True, dup=0.1)
     _run(sim)
     assert sum(sim.refused.values()) > 0
     assert len(sim._opened) > sum(len(p) for p in sim.persisted.values()) // 2
 
 
-def test_byzantine_runs_are_deterministic() -> None:
-    for n, seed in ((4, 3), (7, 5)):
-        runs = [scenario(n, seed) for _ in range(2)]
-        for sim in runs:
-            _run(sim)
-        a, b = runs
-        assert a.persisted == b.persisted and a.delivered == b.delivered
-        assert a.refused == b.refused and _lies(a) == _lies(b)
+@pytest.mark.parametrize(("n", "seed"), [(4, 3), (7, 5)], ids=["n4-seed3", "n7-seed5"])
+def test_byzantine_runs_are_deterministic(n: int, seed: int) -> None:
+    a, b = (_run(scenario(n, seed)) for _ in range(2))
+    assert a.persisted == b.persisted and a.delivered == b.delivered
+    assert a.refused == b.refused and _lies(a) == _lies(b)
 
 
 # --- a liveness bug -------------------------------------------------------------------------
@@ -475,16 +375,7 @@ def test_correct_replica_alone_in_a_later_view_rejoins(seed: int) -> None:
     # its own, never installs the view 1 the others install later, and the system runs with
     # f + 1 replicas unavailable for good.
     instigator = Instigator("r3")
-    sim = Sim(
-        n=4,
-        seed=seed,
-        clients=2,
-        requests=2,
-        config=CONFIG,
-        log_window=WINDOW,
-        stall_limit=STALL,
-        adversaries={"r0": instigator},
-    )
+    sim = _sim(4, seed, clients=2, requests=2, adversaries={"r0": instigator})
     assert sim.run(max_events=MAX_EVENTS)  # the clients are served (by r0, r1, r2)
     assert instigator.lies["relayed"] > 0
     sim.more(2, rounds=4)
@@ -503,12 +394,9 @@ def scenario(n: int, seed: int) -> Sim:
     rng = random.Random(f"scenario/{n}/{seed}")
     f = (n - 1) // 3
     ids = [f"r{i}" for i in range(n)]
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "clients": 2,
         "requests": 2,
-        "config": CONFIG,
-        "log_window": WINDOW,
-        "stall_limit": STALL,
         "max_delay": rng.randint(2, 10),
         "dup": rng.choice((0.0, 0.05, 0.15)),
     }
@@ -519,11 +407,7 @@ def scenario(n: int, seed: int) -> Sim:
     adversaries: dict[str, Adversary] = {}
     if kind == "twins":
         twins = frozenset(rng.sample(ids, f))
-        options |= {
-            "twins": twins,
-            "twin_groups": twin_groups(n, twins, rng),
-            "twin_heal": rng.randint(40, 160),
-        }
+        options |= _twin_options(n, twins, rng)
         bad = set(twins)
     else:
         bad = set(rng.sample(ids, f))
@@ -559,7 +443,7 @@ def scenario(n: int, seed: int) -> Sim:
         cut = rng.choice([r for r in ids if r not in bad])
         start = rng.randint(0, 60)
         options |= {"partition": (start, start + rng.randint(20, 120), frozenset({cut}))}
-    sim = Sim(n=n, seed=seed, **options)  # type: ignore[arg-type]
+    sim = _sim(n, seed, **options)
     sim.faulty |= bad  # a crashed Byzantine replica is still one of the f
     return sim
 
