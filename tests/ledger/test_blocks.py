@@ -94,8 +94,19 @@ entries_st = st.builds(
 @given(entries_st)
 def test_entry_round_trip(e: Entry) -> None:
     data = encode_entry(e)
-    assert decode_entry(data) == e
+    decoded = decode_entry(data)
+    assert decoded == e
     assert e.leaf_hash == leaf_hash(data)
+    # A decoded entry keeps the bytes it was read from as its encoding: they are exactly what
+    # encoding its fields afresh gives (so the cache never changes an encoding or a hash).
+    fresh = Entry(decoded.content_hash, decoded.index)
+    assert decoded.encoding == fresh.encoding == data
+    assert decoded.leaf_hash == fresh.leaf_hash
+    # The cache is not part of the value, and a changed copy computes its own.
+    changed = bytes(32) if decoded.content_hash != bytes(32) else b"\x01" * 32
+    other = replace(decoded, content_hash=changed)
+    assert other != decoded and other.encoding != data
+    assert decode_entry(other.encoding) == other
 
 
 @given(st.lists(entries_st, min_size=1, max_size=5), st.integers(0, 2**64 - 1))

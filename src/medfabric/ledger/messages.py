@@ -997,6 +997,10 @@ class _Writer:
             raise EncodeError(f"integer outside u64: {value}")
         self._parts.append(value.to_bytes(8, "big"))
 
+    def raw(self, value: bytes) -> None:
+        """Bytes that are already an encoding (a cached one), written as they are."""
+        self._parts.append(value)
+
     def blob(self, value: bytes) -> None:
         if len(value) > _U32_MAX:
             raise EncodeError("byte string longer than 2**32 - 1")
@@ -1106,6 +1110,30 @@ class _Reader:
         chunk = self._data[self._pos : end]
         self._pos = end
         return chunk
+
+    @property
+    def pos(self) -> int:
+        """How many bytes were read so far."""
+        return self._pos
+
+    def since(self, start: int) -> bytes:
+        """The bytes read from ``start`` (an earlier :attr:`pos`) up to now."""
+        return self._data[start : self._pos]
+
+    @property
+    def data(self) -> bytes:
+        """All the bytes being read (for a caller parsing a hot structure in one go)."""
+        return self._data
+
+    def seek(self, pos: int) -> None:
+        """Continue at ``pos`` (at or after :attr:`pos`): the caller read up to there.
+
+        Raises:
+            MalformedFrame: ``pos`` is past the end.
+        """
+        if pos > len(self._data):
+            raise MalformedFrame("truncated")
+        self._pos = pos
 
     def done(self) -> None:
         if self._pos != len(self._data):
