@@ -376,11 +376,24 @@ def main(argv: list[str] | None = None) -> None:
             "checked",
             ["ledger", "audit", "--config", str(config)],
         )
-        console.print(Rule("[bold]12. provenance of one record; an edit made behind its back"))
+        _run(
+            "12. governance: ODS → DWD by each dialect's source mapping (docs/mapping.md)",
+            ["govern", "run", "--config", str(config)],
+        )
+        _run(
+            "13. governed again: nothing new, nothing changes",
+            ["govern", "run", "--config", str(config)],
+        )
+        _run("14. the unmapped-code queue", ["govern", "unmapped", "--config", str(config)])
+        _run(
+            "15. counts reconcile: ODS = DWD + quarantined + duplicates, per hospital and table",
+            ["govern", "reconcile", "--config", str(config)],
+        )
+        console.print(Rule("[bold]16. provenance of one record; an edit made behind its back"))
         provenance_check(config, settings)
-        console.print(Rule("[bold]13. a Merkle proof per record, from first principles"))
+        console.print(Rule("[bold]17. a Merkle proof per record, from first principles"))
         provenance_glimpse(a.out)
-        _run("14. the ledger's status", ["ledger", "status", "--dir", str(a.out / "ledger")])
+        _run("18. the ledger's status", ["ledger", "status", "--dir", str(a.out / "ledger")])
     finally:
         stop_all(nodes)
     console.print(Rule("[bold green]demo finished"))
@@ -388,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Done in {time.perf_counter() - t0:.0f} s. Region: {a.out}/ — open {a.out}/region.toml, "
         f"query a source with `sqlite3 {a.out}/H01/his.db .tables`, and read the ground truth in "
         f"{a.out}/truth/; ODS is {settings.receiver.warehouse}. Docs: docs/gateway.md, "
-        "docs/simulator.md, docs/standards.md, docs/ledger.md."
+        "docs/simulator.md, docs/standards.md, docs/mapping.md, docs/ledger.md."
     )
 
 

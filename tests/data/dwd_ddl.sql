@@ -1,7 +1,7 @@
 CREATE SCHEMA IF NOT EXISTS dwd;
 
 CREATE TABLE IF NOT EXISTS dwd."person" (
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "name" VARCHAR NOT NULL CHECK (length("name") <= 50),
     "sex_code" VARCHAR NOT NULL CHECK (length("sex_code") = 1),
     "birth_date" DATE,
@@ -23,10 +23,12 @@ CREATE TABLE IF NOT EXISTS dwd."person" (
     "registered_at" TIMESTAMP,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("person_id")
 );
 
@@ -76,6 +78,8 @@ COMMENT ON COLUMN dwd."person"."_source_hospital" IS '医疗机构代码 / Insti
 
 COMMENT ON COLUMN dwd."person"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."person"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."person"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."person"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -83,6 +87,8 @@ COMMENT ON COLUMN dwd."person"."_source_updated_at" IS '源记录更新日期时
 COMMENT ON COLUMN dwd."person"."_batch_id" IS '数据批次标识 / Batch identifier [DE99.00.005.00]';
 
 COMMENT ON COLUMN dwd."person"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
+
+COMMENT ON COLUMN dwd."person"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
 
 CREATE TABLE IF NOT EXISTS dwd."institution" (
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
@@ -97,10 +103,12 @@ CREATE TABLE IF NOT EXISTS dwd."institution" (
     "telephone" VARCHAR CHECK (length("telephone") <= 20),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("institution_code")
 );
 
@@ -130,6 +138,8 @@ COMMENT ON COLUMN dwd."institution"."_source_hospital" IS '医疗机构代码 / 
 
 COMMENT ON COLUMN dwd."institution"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."institution"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."institution"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."institution"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -137,6 +147,8 @@ COMMENT ON COLUMN dwd."institution"."_source_updated_at" IS '源记录更新日�
 COMMENT ON COLUMN dwd."institution"."_batch_id" IS '数据批次标识 / Batch identifier [DE99.00.005.00]';
 
 COMMENT ON COLUMN dwd."institution"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
+
+COMMENT ON COLUMN dwd."institution"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
 
 CREATE TABLE IF NOT EXISTS dwd."department" (
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
@@ -147,10 +159,12 @@ CREATE TABLE IF NOT EXISTS dwd."department" (
     "open_beds" INTEGER,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("institution_code", "department_code")
 );
 
@@ -172,6 +186,8 @@ COMMENT ON COLUMN dwd."department"."_source_hospital" IS '医疗机构代码 / I
 
 COMMENT ON COLUMN dwd."department"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."department"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."department"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."department"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -179,6 +195,8 @@ COMMENT ON COLUMN dwd."department"."_source_updated_at" IS '源记录更新日�
 COMMENT ON COLUMN dwd."department"."_batch_id" IS '数据批次标识 / Batch identifier [DE99.00.005.00]';
 
 COMMENT ON COLUMN dwd."department"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
+
+COMMENT ON COLUMN dwd."department"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
 
 CREATE TABLE IF NOT EXISTS dwd."staff" (
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
@@ -191,10 +209,12 @@ CREATE TABLE IF NOT EXISTS dwd."staff" (
     "certificate_no" VARCHAR CHECK (length("certificate_no") <= 30),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("institution_code", "staff_code")
 );
 
@@ -220,6 +240,8 @@ COMMENT ON COLUMN dwd."staff"."_source_hospital" IS '医疗机构代码 / Instit
 
 COMMENT ON COLUMN dwd."staff"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."staff"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."staff"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."staff"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -228,9 +250,11 @@ COMMENT ON COLUMN dwd."staff"."_batch_id" IS '数据批次标识 / Batch identif
 
 COMMENT ON COLUMN dwd."staff"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."staff"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."visit" (
-    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
     "local_patient_id" VARCHAR CHECK (length("local_patient_id") <= 32),
     "visit_type_code" VARCHAR NOT NULL CHECK (length("visit_type_code") = 1),
@@ -250,10 +274,12 @@ CREATE TABLE IF NOT EXISTS dwd."visit" (
     "age_years" INTEGER,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("visit_id")
 );
 
@@ -301,6 +327,8 @@ COMMENT ON COLUMN dwd."visit"."_source_hospital" IS '医疗机构代码 / Instit
 
 COMMENT ON COLUMN dwd."visit"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."visit"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."visit"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."visit"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -309,10 +337,12 @@ COMMENT ON COLUMN dwd."visit"."_batch_id" IS '数据批次标识 / Batch identif
 
 COMMENT ON COLUMN dwd."visit"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."visit"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."diagnosis" (
-    "diagnosis_id" VARCHAR NOT NULL CHECK (length("diagnosis_id") <= 32),
-    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "diagnosis_id" VARCHAR NOT NULL CHECK (length("diagnosis_id") <= 160),
+    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
     "diagnosis_code" VARCHAR CHECK (length("diagnosis_code") <= 11),
     "diagnosis_name" VARCHAR CHECK (length("diagnosis_name") <= 100),
@@ -323,10 +353,12 @@ CREATE TABLE IF NOT EXISTS dwd."diagnosis" (
     "chronic_flag" BOOLEAN,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("diagnosis_id")
 );
 
@@ -358,6 +390,8 @@ COMMENT ON COLUMN dwd."diagnosis"."_source_hospital" IS '医疗机构代码 / In
 
 COMMENT ON COLUMN dwd."diagnosis"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."diagnosis"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."diagnosis"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."diagnosis"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -366,10 +400,12 @@ COMMENT ON COLUMN dwd."diagnosis"."_batch_id" IS '数据批次标识 / Batch ide
 
 COMMENT ON COLUMN dwd."diagnosis"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."diagnosis"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."order" (
-    "order_id" VARCHAR NOT NULL CHECK (length("order_id") <= 32),
-    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "order_id" VARCHAR NOT NULL CHECK (length("order_id") <= 160),
+    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
     "order_category" VARCHAR CHECK (length("order_category") <= 20),
     "order_item_code" VARCHAR CHECK (length("order_item_code") <= 30),
@@ -383,10 +419,12 @@ CREATE TABLE IF NOT EXISTS dwd."order" (
     "ordering_staff_code" VARCHAR CHECK (length("ordering_staff_code") <= 20),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("order_id")
 );
 
@@ -424,6 +462,8 @@ COMMENT ON COLUMN dwd."order"."_source_hospital" IS '医疗机构代码 / Instit
 
 COMMENT ON COLUMN dwd."order"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."order"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."order"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."order"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -432,12 +472,14 @@ COMMENT ON COLUMN dwd."order"."_batch_id" IS '数据批次标识 / Batch identif
 
 COMMENT ON COLUMN dwd."order"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."order"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."medication" (
-    "medication_id" VARCHAR NOT NULL CHECK (length("medication_id") <= 32),
-    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "medication_id" VARCHAR NOT NULL CHECK (length("medication_id") <= 160),
+    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
-    "order_id" VARCHAR CHECK (length("order_id") <= 32),
+    "order_id" VARCHAR CHECK (length("order_id") <= 160),
     "prescription_no" VARCHAR CHECK (length("prescription_no") <= 30),
     "drug_code" VARCHAR CHECK (length("drug_code") <= 20),
     "drug_name" VARCHAR NOT NULL CHECK (length("drug_name") <= 50),
@@ -453,10 +495,12 @@ CREATE TABLE IF NOT EXISTS dwd."medication" (
     "prescriber_staff_code" VARCHAR CHECK (length("prescriber_staff_code") <= 20),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("medication_id")
 );
 
@@ -502,6 +546,8 @@ COMMENT ON COLUMN dwd."medication"."_source_hospital" IS '医疗机构代码 / I
 
 COMMENT ON COLUMN dwd."medication"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."medication"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."medication"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."medication"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -510,12 +556,14 @@ COMMENT ON COLUMN dwd."medication"."_batch_id" IS '数据批次标识 / Batch id
 
 COMMENT ON COLUMN dwd."medication"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."medication"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."lab_report" (
-    "lab_report_id" VARCHAR NOT NULL CHECK (length("lab_report_id") <= 32),
-    "visit_id" VARCHAR CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "lab_report_id" VARCHAR NOT NULL CHECK (length("lab_report_id") <= 160),
+    "visit_id" VARCHAR CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
-    "order_id" VARCHAR CHECK (length("order_id") <= 32),
+    "order_id" VARCHAR CHECK (length("order_id") <= 160),
     "request_no" VARCHAR CHECK (length("request_no") <= 30),
     "panel_code" VARCHAR CHECK (length("panel_code") <= 20),
     "panel_name" VARCHAR CHECK (length("panel_name") <= 50),
@@ -529,10 +577,12 @@ CREATE TABLE IF NOT EXISTS dwd."lab_report" (
     "mutual_recognition_flag" BOOLEAN,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("lab_report_id")
 );
 
@@ -574,6 +624,8 @@ COMMENT ON COLUMN dwd."lab_report"."_source_hospital" IS '医疗机构代码 / I
 
 COMMENT ON COLUMN dwd."lab_report"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."lab_report"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."lab_report"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."lab_report"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -582,10 +634,12 @@ COMMENT ON COLUMN dwd."lab_report"."_batch_id" IS '数据批次标识 / Batch id
 
 COMMENT ON COLUMN dwd."lab_report"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."lab_report"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."lab_result" (
-    "lab_result_id" VARCHAR NOT NULL CHECK (length("lab_result_id") <= 32),
-    "lab_report_id" VARCHAR NOT NULL CHECK (length("lab_report_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "lab_result_id" VARCHAR NOT NULL CHECK (length("lab_result_id") <= 160),
+    "lab_report_id" VARCHAR NOT NULL CHECK (length("lab_report_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
     "item_code" VARCHAR CHECK (length("item_code") <= 20),
     "item_name" VARCHAR NOT NULL CHECK (length("item_name") <= 50),
@@ -601,10 +655,12 @@ CREATE TABLE IF NOT EXISTS dwd."lab_result" (
     "abnormal_flag" VARCHAR CHECK (length("abnormal_flag") <= 2),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("lab_result_id")
 );
 
@@ -646,6 +702,8 @@ COMMENT ON COLUMN dwd."lab_result"."_source_hospital" IS '医疗机构代码 / I
 
 COMMENT ON COLUMN dwd."lab_result"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."lab_result"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."lab_result"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."lab_result"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -654,12 +712,14 @@ COMMENT ON COLUMN dwd."lab_result"."_batch_id" IS '数据批次标识 / Batch id
 
 COMMENT ON COLUMN dwd."lab_result"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."lab_result"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."exam_report" (
-    "exam_report_id" VARCHAR NOT NULL CHECK (length("exam_report_id") <= 32),
-    "visit_id" VARCHAR CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "exam_report_id" VARCHAR NOT NULL CHECK (length("exam_report_id") <= 160),
+    "visit_id" VARCHAR CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
-    "order_id" VARCHAR CHECK (length("order_id") <= 32),
+    "order_id" VARCHAR CHECK (length("order_id") <= 160),
     "request_no" VARCHAR CHECK (length("request_no") <= 30),
     "exam_item_code" VARCHAR CHECK (length("exam_item_code") <= 20),
     "exam_item_name" VARCHAR NOT NULL CHECK (length("exam_item_name") <= 50),
@@ -675,10 +735,12 @@ CREATE TABLE IF NOT EXISTS dwd."exam_report" (
     "mutual_recognition_flag" BOOLEAN,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("exam_report_id")
 );
 
@@ -724,6 +786,8 @@ COMMENT ON COLUMN dwd."exam_report"."_source_hospital" IS '医疗机构代码 / 
 
 COMMENT ON COLUMN dwd."exam_report"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."exam_report"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."exam_report"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."exam_report"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -732,10 +796,12 @@ COMMENT ON COLUMN dwd."exam_report"."_batch_id" IS '数据批次标识 / Batch i
 
 COMMENT ON COLUMN dwd."exam_report"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."exam_report"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."imaging_study" (
-    "imaging_study_id" VARCHAR NOT NULL CHECK (length("imaging_study_id") <= 32),
-    "exam_report_id" VARCHAR CHECK (length("exam_report_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "imaging_study_id" VARCHAR NOT NULL CHECK (length("imaging_study_id") <= 160),
+    "exam_report_id" VARCHAR CHECK (length("exam_report_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
     "study_instance_uid" VARCHAR NOT NULL CHECK (length("study_instance_uid") <= 64),
     "accession_no" VARCHAR CHECK (length("accession_no") <= 16),
@@ -749,10 +815,12 @@ CREATE TABLE IF NOT EXISTS dwd."imaging_study" (
     "data_size" BIGINT,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("imaging_study_id")
 );
 
@@ -790,6 +858,8 @@ COMMENT ON COLUMN dwd."imaging_study"."_source_hospital" IS '医疗机构代码 
 
 COMMENT ON COLUMN dwd."imaging_study"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."imaging_study"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."imaging_study"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."imaging_study"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -798,10 +868,12 @@ COMMENT ON COLUMN dwd."imaging_study"."_batch_id" IS '数据批次标识 / Batch
 
 COMMENT ON COLUMN dwd."imaging_study"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."imaging_study"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."clinical_document" (
-    "document_id" VARCHAR NOT NULL CHECK (length("document_id") <= 32),
-    "visit_id" VARCHAR CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "document_id" VARCHAR NOT NULL CHECK (length("document_id") <= 160),
+    "visit_id" VARCHAR CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
     "document_type_code" VARCHAR NOT NULL CHECK (length("document_type_code") <= 4),
     "title" VARCHAR CHECK (length("title") <= 100),
@@ -811,10 +883,12 @@ CREATE TABLE IF NOT EXISTS dwd."clinical_document" (
     "author_staff_code" VARCHAR CHECK (length("author_staff_code") <= 20),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("document_id")
 );
 
@@ -844,6 +918,8 @@ COMMENT ON COLUMN dwd."clinical_document"."_source_hospital" IS '医疗机构代
 
 COMMENT ON COLUMN dwd."clinical_document"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."clinical_document"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."clinical_document"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."clinical_document"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -852,12 +928,14 @@ COMMENT ON COLUMN dwd."clinical_document"."_batch_id" IS '数据批次标识 / B
 
 COMMENT ON COLUMN dwd."clinical_document"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."clinical_document"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."charge" (
-    "charge_id" VARCHAR NOT NULL CHECK (length("charge_id") <= 32),
-    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
+    "charge_id" VARCHAR NOT NULL CHECK (length("charge_id") <= 160),
+    "visit_id" VARCHAR NOT NULL CHECK (length("visit_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
     "institution_code" VARCHAR NOT NULL CHECK (length("institution_code") <= 22),
-    "order_id" VARCHAR CHECK (length("order_id") <= 32),
+    "order_id" VARCHAR CHECK (length("order_id") <= 160),
     "charge_category" VARCHAR CHECK (length("charge_category") <= 20),
     "item_code" VARCHAR CHECK (length("item_code") <= 30),
     "item_name" VARCHAR NOT NULL CHECK (length("item_name") <= 100),
@@ -868,10 +946,12 @@ CREATE TABLE IF NOT EXISTS dwd."charge" (
     "refund_flag" BOOLEAN,
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("charge_id")
 );
 
@@ -907,6 +987,8 @@ COMMENT ON COLUMN dwd."charge"."_source_hospital" IS '医疗机构代码 / Insti
 
 COMMENT ON COLUMN dwd."charge"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."charge"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."charge"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."charge"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -915,10 +997,12 @@ COMMENT ON COLUMN dwd."charge"."_batch_id" IS '数据批次标识 / Batch identi
 
 COMMENT ON COLUMN dwd."charge"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
 
+COMMENT ON COLUMN dwd."charge"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';
+
 CREATE TABLE IF NOT EXISTS dwd."vital_sign" (
-    "vital_sign_id" VARCHAR NOT NULL CHECK (length("vital_sign_id") <= 32),
-    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 32),
-    "visit_id" VARCHAR CHECK (length("visit_id") <= 32),
+    "vital_sign_id" VARCHAR NOT NULL CHECK (length("vital_sign_id") <= 160),
+    "person_id" VARCHAR NOT NULL CHECK (length("person_id") <= 160),
+    "visit_id" VARCHAR CHECK (length("visit_id") <= 160),
     "institution_code" VARCHAR CHECK (length("institution_code") <= 22),
     "measured_at" TIMESTAMP NOT NULL,
     "systolic_bp" INTEGER,
@@ -936,10 +1020,12 @@ CREATE TABLE IF NOT EXISTS dwd."vital_sign" (
     "device_id" VARCHAR CHECK (length("device_id") <= 64),
     "_source_hospital" VARCHAR NOT NULL CHECK (length("_source_hospital") <= 22),
     "_source_system" VARCHAR NOT NULL CHECK (length("_source_system") <= 4),
+    "_source_table" VARCHAR NOT NULL CHECK (length("_source_table") <= 64),
     "_source_key" VARCHAR NOT NULL CHECK (length("_source_key") <= 64),
     "_source_updated_at" TIMESTAMP,
     "_batch_id" VARCHAR NOT NULL CHECK (length("_batch_id") <= 64),
     "_ods_content_hash" VARCHAR NOT NULL CHECK (length("_ods_content_hash") = 64),
+    "_mapping_version" VARCHAR NOT NULL CHECK (length("_mapping_version") <= 32),
     PRIMARY KEY ("vital_sign_id")
 );
 
@@ -985,6 +1071,8 @@ COMMENT ON COLUMN dwd."vital_sign"."_source_hospital" IS '医疗机构代码 / I
 
 COMMENT ON COLUMN dwd."vital_sign"."_source_system" IS '源系统代码 / Source system [DE99.00.002.00]';
 
+COMMENT ON COLUMN dwd."vital_sign"."_source_table" IS '源表名 / Source table [DE99.00.008.00]';
+
 COMMENT ON COLUMN dwd."vital_sign"."_source_key" IS '源记录本地主键 / Source local key [DE99.00.003.00]';
 
 COMMENT ON COLUMN dwd."vital_sign"."_source_updated_at" IS '源记录更新日期时间 / Source updated at [DE99.00.004.00]';
@@ -992,3 +1080,5 @@ COMMENT ON COLUMN dwd."vital_sign"."_source_updated_at" IS '源记录更新日�
 COMMENT ON COLUMN dwd."vital_sign"."_batch_id" IS '数据批次标识 / Batch identifier [DE99.00.005.00]';
 
 COMMENT ON COLUMN dwd."vital_sign"."_ods_content_hash" IS '记录内容哈希 / Content hash [DE99.00.006.00]';
+
+COMMENT ON COLUMN dwd."vital_sign"."_mapping_version" IS '映射版本 / Mapping version [DE99.00.009.00]';

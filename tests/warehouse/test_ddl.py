@@ -27,9 +27,11 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, **values: object) -> Non
     lineage = {
         "_source_hospital": "H001",
         "_source_system": "HIS",
+        "_source_table": "PAT_VITAL",
         "_source_key": "k1",
         "_batch_id": "b1",
         "_ods_content_hash": "0" * 64,
+        "_mapping_version": "t1",
     }
     row = {**lineage, **values}
     cols = ", ".join(f'"{k}"' for k in row)

@@ -9,6 +9,7 @@ from medfabric.cli import (
     catalog,
     config,
     gateway,
+    govern,
     keys,
     ledger,
     provenance,
@@ -31,6 +32,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(receiver.app, name="receiver")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(govern.app, name="govern")
 app.command("verify")(provenance.verify_cmd)
 ledger.app.command("audit")(provenance.audit_cmd)
 

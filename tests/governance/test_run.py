@@ -1,0 +1,225 @@
+"""Governance runs over a small ODS: mapped, typed and cleaned DWD rows with lineage; invalid
+values nulled with the reason; quarantine with every reason; duplicates removed; unmapped codes
+queued; updates and deletes followed; a re-run changes nothing; counts reconcile."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.warehouse.test_ods import make_batch
+
+from medfabric.governance.run import Governor, HospitalSource
+from medfabric.standards.mappings import load_mapping
+from medfabric.warehouse import DuckDBEngine, OdsStore
+
+MAPPING = """\
+dialect: ruixin
+version: "t1"
+codes: codes.csv
+formats: {datetime: "%Y-%m-%d %H:%M:%S", date: "%Y-%m-%d"}
+tables:
+  - dwd: person
+    from: HIS.PAT_MASTER_INDEX
+    columns:
+      person_id: {id: PATIENT_ID}
+      name: {from: PAT_NAME, transform: [nfkc, trim, squeeze]}
+      sex_code: {from: SEX_CODE, code: sex}
+      birth_date: {from: DATE_OF_BIRTH, parse: date}
+      id_doc_no: {from: ID_NO, transform: [trim, upper], null_if: [""]}
+  - dwd: department
+    from: HIS.DEPT_DICT
+    columns:
+      institution_code: {hospital: true}
+      department_code: {from: DEPT_CODE, transform: [trim]}
+      department_name: {from: DEPT_NAME}
+  - dwd: lab_result
+    from: LIS.LAB_RESULT
+    columns:
+      lab_result_id: {id: RESULT_ID}
+      lab_report_id: {ref: {from: REQUEST_ID, table: LIS.LAB_TEST_MASTER}}
+      person_id: {ref: {from: PATIENT_ID, table: HIS.PAT_MASTER_INDEX}}
+      institution_code: {hospital: true}
+      item_code: {from: ITEM, code: lab_items}
+      item_name: {from: ITEM}
+      value_numeric: {from: VALUE, number: true, unit: {from: UNIT, item: ITEM}}
+      value_as_sent: {from: VALUE}
+      unit_as_sent: {from: UNIT}
+"""
+CODES = "domain,local_code,standard_code\nsex,M,1\nsex,F,2\nlab_items,GLU,GLU\n"
+
+PERSON = (("PATIENT_ID", "VARCHAR"), ("PAT_NAME", "VARCHAR"), ("SEX_CODE", "VARCHAR"),
+          ("DATE_OF_BIRTH", "VARCHAR"), ("ID_NO", "VARCHAR"))  # fmt: skip
+DEPT = (("DEPT_CODE", "VARCHAR"), ("DEPT_NAME", "VARCHAR"))
+RESULT = (("RESULT_ID", "VARCHAR"), ("REQUEST_ID", "VARCHAR"), ("PATIENT_ID", "VARCHAR"),
+          ("ITEM", "VARCHAR"), ("VALUE", "VARCHAR"), ("UNIT", "VARCHAR"),
+          ("REPORTED", "VARCHAR"))  # fmt: skip
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[DuckDBEngine, OdsStore, list[HospitalSource]]]:
+    (tmp_path / "codes.csv").write_text(CODES, encoding="utf-8")
+    path = tmp_path / "ruixin.yaml"
+    path.write_text(MAPPING, encoding="utf-8")
+    mapping = load_mapping(path)
+    engine = DuckDBEngine(":memory:")
+    store = OdsStore(engine)
+    sources = [HospitalSource("H01", "H01", s, mapping) for s in ("HIS", "LIS")]
+    yield engine, store, sources
+    engine.close()
+
+
+def _person(name: str, sex: str, birth: str, id_no: str) -> dict[str, Any]:
+    return {"PAT_NAME": name, "SEX_CODE": sex, "DATE_OF_BIRTH": birth, "ID_NO": id_no}
+
+
+KEYS = {"PAT_MASTER_INDEX": "PATIENT_ID", "LAB_RESULT": "RESULT_ID", "DEPT_DICT": None}
+
+
+def _land(store: OdsStore, batch: str, table: str, system: str, columns: Any, rows: Any,
+          seq: int = 1) -> None:  # fmt: skip
+    """Land ``rows`` (key, op, payload); the key column is part of the payload, as sent."""
+    key = KEYS[table]
+    rows = [(k, op, {key: k, **p} if key and p else p) for k, op, p in rows]
+    store.land(
+        make_batch(batch, rows, columns=columns, system=system, source_table=table, seq=seq,
+                   received_at=datetime(2024, 3, 1, 8, seq, tzinfo=UTC))
+    )  # fmt: skip
+
+
+def _rows(engine: DuckDBEngine, sql: str) -> list[tuple[Any, ...]]:
+    return engine.fetchall(sql)
+
+
+def test_a_run_maps_cleans_quarantines_and_reconciles(
+    setup: tuple[DuckDBEngine, OdsStore, list[HospitalSource]],
+) -> None:
+    engine, store, sources = setup
+    _land(store, "p1", "PAT_MASTER_INDEX", "HIS", PERSON, [
+        ("1", "upsert", _person("林 秀 英", "F", "1980-02-30", " 35010219800230002x ")),
+        ("2", "upsert", _person("ＺＨＡＮＧ  Wei", "M", "1975-06-01", "")),
+        ("3", "upsert", _person("王五", "X", "1990-01-01", "A1")),
+    ])  # fmt: skip
+    _land(store, "d1", "DEPT_DICT", "HIS", DEPT, [
+        ("10", "upsert", {"DEPT_CODE": "0301", "DEPT_NAME": "心内科"}),
+        ("11", "upsert", {"DEPT_CODE": "0301 ", "DEPT_NAME": "心血管内科"}),
+    ])  # fmt: skip
+    _land(store, "r1", "LAB_RESULT", "LIS", RESULT, [
+        ("100", "upsert", {"REQUEST_ID": "9", "PATIENT_ID": "1", "ITEM": "GLU", "VALUE": "90",
+                           "UNIT": "mg/dL", "REPORTED": "2024-03-01 09:30:00"}),
+        ("101", "upsert", {"REQUEST_ID": "9", "PATIENT_ID": "1", "ITEM": "GLU", "VALUE": "5.1",
+                           "UNIT": "furlongs", "REPORTED": "2024-03-01 09:30:00"}),
+        ("102", "upsert", {"REQUEST_ID": "9", "PATIENT_ID": "1", "ITEM": "XYZ", "VALUE": "1",
+                           "UNIT": None, "REPORTED": "soon"}),
+    ])  # fmt: skip
+    report = Governor(engine).run(sources)
+    assert report.errors == []
+    people = {
+        r[0]: r[1:]
+        for r in _rows(engine, "SELECT person_id, name, sex_code, birth_date, id_doc_no, "
+                       "_source_table, _source_key, _batch_id, _mapping_version FROM dwd.person")
+    }  # fmt: skip
+    one = people["H01/HIS/PAT_MASTER_INDEX/1"]
+    assert one[:4] == ("林秀英", "2", None, "35010219800230002X")  # 2-30: not a date, nulled
+    assert one[4:7] == ("PAT_MASTER_INDEX", "1", "p1") and one[7].startswith("t1+")
+    assert people["H01/HIS/PAT_MASTER_INDEX/2"][:4][0:2] == ("ZHANG Wei", "1")
+    assert people["H01/HIS/PAT_MASTER_INDEX/2"][3] is None  # "" → null_if
+    # Person 3: sex X is unmapped and sex_code is required → quarantined with its reasons.
+    assert "H01/HIS/PAT_MASTER_INDEX/3" not in people
+    [(reasons,)] = _rows(engine, "SELECT reasons FROM gov.quarantine WHERE source_key = '3'")
+    assert reasons == ["missing required sex_code", "sex_code: unmapped sex code: X"]
+    issues = _rows(engine, "SELECT source_key, reason FROM gov.value_issues ORDER BY 1")
+    assert ("1", "birth_date: not a date in %Y-%m-%d: 1980-02-30") in issues
+    # Two department rows, one key after trimming: the later-keyed one is kept, one duplicate.
+    assert _rows(engine, "SELECT department_code, department_name FROM dwd.department") == [
+        ("0301", "心血管内科")
+    ]
+    assert _rows(engine, "SELECT source_key, kept_source_key FROM gov.duplicates") == [("10", "11")]
+    # Lab values: mg/dL → mmol/L; an unknown unit and an unmapped item are reasons, not losses.
+    results = {
+        r[0]: r[1:]
+        for r in _rows(engine, "SELECT _source_key, value_numeric, item_code FROM dwd.lab_result")
+    }
+    assert float(results["100"][0]) == pytest.approx(90 * 0.0555062, abs=1e-4)
+    assert results["101"] == (None, "GLU")
+    assert results["102"] == (1, None)  # XYZ unmapped: nulled (not required), queued
+    assert ("101", "value_numeric: unknown unit for the item: furlongs (GLU)") in issues
+    assert Governor(engine).unmapped() == [
+        ("H01", "ruixin", "lab_items", "XYZ", 1),
+        ("H01", "ruixin", "sex", "X", 1),
+    ]
+    assert all(r["balanced"] for r in Governor(engine).reconcile(sources))
+    # Re-running changes nothing.
+    before = _rows(engine, "SELECT * FROM dwd.person ORDER BY person_id")
+    again = Governor(engine).run(sources)
+    assert again.total("inserted") == 0 and all(e.skipped == "nothing new" for e in again.entries)
+    assert _rows(engine, "SELECT * FROM dwd.person ORDER BY person_id") == before
+
+
+def test_updates_and_deletes_in_the_source_follow_into_dwd(
+    setup: tuple[DuckDBEngine, OdsStore, list[HospitalSource]],
+) -> None:
+    engine, store, sources = setup
+    _land(store, "p1", "PAT_MASTER_INDEX", "HIS", PERSON, [
+        ("1", "upsert", _person("甲", "F", "1980-01-01", "")),
+        ("2", "upsert", _person("乙", "M", "1981-01-01", "")),
+        ("3", "upsert", _person("丙", "X", "1982-01-01", "")),
+    ])  # fmt: skip
+    Governor(engine).run(sources)
+    _land(store, "p2", "PAT_MASTER_INDEX", "HIS", PERSON, [
+        ("1", "upsert", _person("甲改", "F", "1980-01-01", "")),
+        ("2", "delete", {}),
+        ("3", "upsert", _person("丙", "M", "1982-01-01", "")),  # fixed: leaves quarantine
+    ], seq=2)  # fmt: skip
+    report = Governor(engine).run(sources)
+    person = next(e for e in report.entries if e.dwd_table == "person")
+    assert (person.batches, person.staged, person.inserted) == (1, 2, 2)
+    assert _rows(engine, "SELECT _source_key, name, _batch_id FROM dwd.person ORDER BY 1") == [
+        ("1", "甲改", "p2"),
+        ("3", "丙", "p2"),
+    ]
+    assert _rows(engine, "SELECT count(*) FROM gov.quarantine") == [(0,)]
+    assert Governor(engine).unmapped() == []
+    assert all(r["balanced"] for r in Governor(engine).reconcile(sources))
+
+
+def test_a_changed_code_table_re_derives_the_rows(
+    setup: tuple[DuckDBEngine, OdsStore, list[HospitalSource]], tmp_path: Path
+) -> None:
+    engine, store, sources = setup
+    _land(store, "p1", "PAT_MASTER_INDEX", "HIS", PERSON, [
+        ("3", "upsert", _person("丙", "X", "1982-01-01", "")),
+    ])  # fmt: skip
+    Governor(engine).run(sources)
+    assert _rows(engine, "SELECT count(*) FROM dwd.person") == [(0,)]
+    # The unmapped queue is resolved by adding the code and running again: no new batch needed.
+    (tmp_path / "codes.csv").write_text(CODES + "sex,X,9\n", encoding="utf-8")
+    mapping = load_mapping(tmp_path / "ruixin.yaml")
+    fixed = [HospitalSource("H01", "H01", s.system, mapping) for s in sources]
+    Governor(engine).run(fixed)
+    assert _rows(engine, "SELECT _source_key, sex_code FROM dwd.person") == [("3", "9")]
+    assert Governor(engine).unmapped() == []
+
+
+def test_a_mapping_naming_a_column_the_ods_lacks_is_an_error_naming_both(
+    setup: tuple[DuckDBEngine, OdsStore, list[HospitalSource]],
+) -> None:
+    engine, store, sources = setup
+    _land(store, "d1", "DEPT_DICT", "HIS", (("DEPT_CODE", "VARCHAR"),), [
+        ("10", "upsert", {"DEPT_CODE": "0301"}),
+    ])  # fmt: skip
+    report = Governor(engine).run(sources)
+    assert report.errors == [
+        "ruixin.yaml: department<-HIS.DEPT_DICT, hospital H01: ODS table H01__HIS__DEPT_DICT "
+        "has no column DEPT_NAME"
+    ]
+    assert _rows(engine, "SELECT count(*) FROM gov.processed") == [(0,)]
+
+
+def test_the_mapping_text_is_what_the_docs_show() -> None:
+    # docs/mapping.md's example must stay loadable in spirit: the same keys are used here.
+    assert "transform: [nfkc, trim, squeeze]" in textwrap.dedent(MAPPING)
