@@ -47,6 +47,7 @@ tables:
       item_code: {from: ITEM, code: lab_items}
       item_name: {from: ITEM}
       value_numeric: {from: VALUE, number: true, unit: {from: UNIT, item: ITEM}}
+      unit: {unit_of: ITEM}
       value_as_sent: {from: VALUE}
       unit_as_sent: {from: UNIT}
 """
@@ -146,6 +147,8 @@ def test_a_run_maps_cleans_quarantines_and_reconciles(
     }
     assert float(results["100"][0]) == pytest.approx(90 * 0.0555062, abs=1e-4)
     assert results["101"] == (None, "GLU")
+    units = dict(_rows(engine, "SELECT _source_key, unit FROM dwd.lab_result"))
+    assert units == {"100": "mmol/L", "101": "mmol/L", "102": None}
     assert results["102"] == (1, None)  # XYZ unmapped: nulled (not required), queued
     assert ("101", "value_numeric: unknown unit for the item: furlongs (GLU)") in issues
     assert Governor(engine).unmapped() == [

@@ -21,11 +21,11 @@ from medfabric.simulator.dialects import DIALECTS
 from medfabric.simulator.dialects.codemaps import HEADER, PLATFORM_DOMAIN, code_rows
 from medfabric.simulator.schema import TABLES
 from medfabric.standards import codes
+from medfabric.standards.mappings import SOURCE_KEYS
 from medfabric.standards.model import dwd_model
 
 MAPPINGS = Path(codes.__file__).parent / "data" / "mappings"
 DIALECT_NAMES = sorted(DIALECTS)
-SOURCE_KEYS = ("from", "value", "hospital", "id", "ref", "concat")
 # DWD tables with no source table in any simulated dialect.
 UNSOURCED = {"institution", "vital_sign"}
 
@@ -67,7 +67,7 @@ def _source_tables(dialect: str) -> dict[str, tuple[str, dict[str, str]]]:
 
 def _source_columns(spec: Mapping[str, Any]) -> Iterator[str]:
     """Every source column a DWD column mapping reads, as written."""
-    for key in ("from", "id"):
+    for key in ("from", "id", "unit_of"):
         if key in spec:
             yield spec[key]
     if "ref" in spec:

@@ -76,6 +76,7 @@ def _transform(expr: str, step: str) -> str:
 
 def _source_text(
     c: ColumnMapping,
+    m: SourceMapping,
     hospital: str,
     tm: TableMapping,
     institution: str,
@@ -87,6 +88,9 @@ def _source_text(
         expr = _text(c.args[0])
     elif c.kind == "value":
         expr = literal(c.args[0])
+    elif c.kind == "unit_of":
+        item = _lab_item(m, _text(c.args[0]))
+        expr = f"(SELECT u.unit FROM {GOV_SCHEMA}.lab_item_unit u WHERE u.item = {item})"
     elif c.kind == "hospital":
         expr = literal(institution)
     elif c.kind == "id":
@@ -136,6 +140,14 @@ def _code_lookup(dialect: str, domain: str, expr: str) -> str:
     )
 
 
+def _lab_item(m: SourceMapping, local: str) -> str:
+    """The standard lab item code of a local one (through the code table when it maps lab
+    items, else as is)."""
+    if "lab_items" not in m.code_table:
+        return local
+    return f"coalesce({_code_lookup(m.dialect, 'lab_items', local)}, {local})"
+
+
 def _parsed(c: ColumnMapping, t: str) -> str:
     fmt = c.format or ""
     if fmt in ("epoch_ms", "epoch_s"):
@@ -173,7 +185,7 @@ def _compile_column(
     feeds: Mapping[str, Sequence[tuple[str, str]]],
 ) -> _Compiled:
     t = f"t{i}"
-    text = _source_text(c, hospital, tm, inst, present, feeds)
+    text = _source_text(c, m, hospital, tm, inst, present, feeds)
     value, error, unmapped = t, "NULL", None
     extra: tuple[tuple[str, str], ...] = ()
     name = c.column
@@ -193,9 +205,7 @@ def _compile_column(
         )
         if c.unit is not None:
             unit_col, item_col = c.unit
-            item = _text(item_col)
-            if "lab_items" in m.code_table:
-                item = f"coalesce({_code_lookup(m.dialect, 'lab_items', item)}, {item})"
+            item = _lab_item(m, _text(item_col))
             extra = ((f"u{i}", f"trim({_text(unit_col)})"), (f"k{i}", item))
             factor = (
                 f"(SELECT f.factor FROM {GOV_SCHEMA}.unit_factor f "

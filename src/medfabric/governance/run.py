@@ -155,6 +155,8 @@ SCHEMA: tuple[str, ...] = (
     f"""CREATE TABLE IF NOT EXISTS {GOV_SCHEMA}.unit_factor (
     item VARCHAR NOT NULL, unit VARCHAR NOT NULL, factor DOUBLE NOT NULL,
     PRIMARY KEY (item, unit))""",
+    f"""CREATE TABLE IF NOT EXISTS {GOV_SCHEMA}.lab_item_unit (
+    item VARCHAR NOT NULL PRIMARY KEY, unit VARCHAR NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {GOV_SCHEMA}.processed (
     entry VARCHAR NOT NULL, hospital VARCHAR NOT NULL, ods_table VARCHAR NOT NULL,
     batch_id VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL,
@@ -195,7 +197,8 @@ class Governor:
     # --- set-up --------------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Create the DWD and ``gov`` schemas if missing, and load the unit factors."""
+        """Create the DWD and ``gov`` schemas if missing, and load the unit factors and each
+        lab item's standard unit."""
         for stmt in (*schema_sql(), *SCHEMA):
             self.engine.execute(stmt)
         rows = [
@@ -203,10 +206,16 @@ class Governor:
             for item, units in codes.lab_unit_factors().items()
             for unit, factor in units.items()
         ]
+        units = [(code, item.unit) for code, item in codes.lab_items().items() if item.unit]
         with self.engine.transaction():
             self.engine.execute(f"DELETE FROM {GOV_SCHEMA}.unit_factor")
             for row in rows:
                 self.engine.execute(f"INSERT INTO {GOV_SCHEMA}.unit_factor VALUES (?, ?, ?)", row)
+            self.engine.execute(f"DELETE FROM {GOV_SCHEMA}.lab_item_unit")
+            for unit_row in units:
+                self.engine.execute(
+                    f"INSERT INTO {GOV_SCHEMA}.lab_item_unit VALUES (?, ?)", unit_row
+                )
 
     def load_codes(self, mapping: SourceMapping) -> None:
         """Replace the dialect's rows of ``gov.code_map`` with the mapping's code table."""

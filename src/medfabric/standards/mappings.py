@@ -41,6 +41,7 @@ from medfabric.standards.sources import SYSTEMS, source_profiles
 __all__ = [
     "CODE_SYSTEMS",
     "MAPPINGS_DIR",
+    "SOURCE_KEYS",
     "TRANSFORMS",
     "ColumnMapping",
     "Join",
@@ -62,7 +63,7 @@ CODE_SYSTEMS = ("diagnoses", "lab_items", "lab_panels", "exam_items", "drugs")
 
 PARSE_KINDS = ("date", "datetime", "time")
 EPOCHS = ("epoch_ms", "epoch_s")
-SOURCE_KEYS = ("from", "value", "hospital", "id", "ref", "concat")
+SOURCE_KEYS = ("from", "value", "hospital", "id", "ref", "concat", "unit_of")
 
 _TOP = {"dialect", "version", "codes", "formats", "tables"}
 _TABLE = {"dwd", "from", "join", "where", "columns"}
@@ -101,7 +102,8 @@ class ColumnMapping:
     ``kind`` is one of :data:`SOURCE_KEYS`; ``args`` its operands: the source column(s) for
     ``from``, ``id`` and ``concat``, the constant for ``value``, the source column and the
     referenced tables (``SYSTEM.TABLE``, one or several sharing one key space) or
-    ``dwd:<table>`` for ``ref``, nothing for ``hospital``. Source columns are ``COLUMN`` (main
+    ``dwd:<table>`` for ``ref``, the lab item column for ``unit_of``, nothing for
+    ``hospital``. Source columns are ``COLUMN`` (main
     table) or ``alias.COLUMN``.
     """
 
@@ -124,6 +126,7 @@ class ColumnMapping:
     def source_columns(self) -> tuple[str, ...]:
         """Every source column the value depends on, as written."""
         read = {"from": self.args, "id": self.args, "concat": self.args, "ref": self.args[:1]}
+        read["unit_of"] = self.args
         cols = read.get(self.kind, ())
         return cols + (self.unit or ())
 
@@ -284,7 +287,7 @@ def _column(
     kind = sources[0]
     value = f[kind]
     args: tuple[str, ...]
-    if kind in ("from", "id"):
+    if kind in ("from", "id", "unit_of"):
         args = (_column_ref(r, value, aliases, kind),)
     elif kind == "value":
         if not isinstance(value, yaml.ScalarNode):
