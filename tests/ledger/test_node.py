@@ -356,7 +356,11 @@ async def _backup_restart(tmp_path: Path) -> None:
         await _settled(list(nodes.values()), timeout=20)
         _check_stores(list(nodes.values()), clients, range(1, 24))
         back = nodes["node-3"].metrics
-        assert back["blocks_synced"] > 0  # the blocks below the fetched checkpoint
+        # The missed blocks came by block sync (the others collected their logs past it and it
+        # fetched their checkpoint) or, when it came back while they still held the slots, by
+        # the normal protocol's retransmissions: which one depends on timing under load. Either
+        # way it now holds the same blocks (_check_stores) and appended or synced them here.
+        assert back["blocks_synced"] + back["blocks_appended"] > 0
         assert nodes["node-3"].failure is None
     finally:
         for client in clients:

@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pyarrow as pa
+
 from medfabric.governance.compile import GOV_SCHEMA, ods_columns_needed, stage_sql
 from medfabric.settings import Settings
 from medfabric.standards import codes
@@ -199,7 +201,16 @@ class Governor:
     def ensure_schema(self) -> None:
         """Create the DWD and ``gov`` schemas if missing, and load the unit factors and each
         lab item's standard unit."""
-        for stmt in (*schema_sql(), *SCHEMA):
+        have = {
+            str(r[0])
+            for r in self.engine.fetchall(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'dwd'"
+            )
+        }
+        if not set(dwd_model().tables) <= have:  # the DDL (with its comments) once
+            for stmt in schema_sql():
+                self.engine.execute(stmt)
+        for stmt in SCHEMA:
             self.engine.execute(stmt)
         rows = [
             (item, unit, factor)
@@ -208,27 +219,42 @@ class Governor:
         ]
         units = [(code, item.unit) for code, item in codes.lab_items().items() if item.unit]
         with self.engine.transaction():
-            self.engine.execute(f"DELETE FROM {GOV_SCHEMA}.unit_factor")
-            for row in rows:
-                self.engine.execute(f"INSERT INTO {GOV_SCHEMA}.unit_factor VALUES (?, ?, ?)", row)
-            self.engine.execute(f"DELETE FROM {GOV_SCHEMA}.lab_item_unit")
-            for unit_row in units:
+            self._replace("unit_factor", ("item", "unit", "factor"), rows)
+            self._replace("lab_item_unit", ("item", "unit"), units)
+
+    def _replace(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[object]],
+        where: str = "",
+    ) -> None:
+        """Replace the rows of ``gov.<table>`` (those matching ``where``) in one statement."""
+        data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+        self.engine.execute(f"DELETE FROM {GOV_SCHEMA}.{table} {where}")
+        self.engine.register("gov_rows", data)
+        try:
+            if rows:
                 self.engine.execute(
-                    f"INSERT INTO {GOV_SCHEMA}.lab_item_unit VALUES (?, ?)", unit_row
+                    f"INSERT INTO {GOV_SCHEMA}.{table} SELECT {', '.join(columns)} FROM gov_rows"
                 )
+        finally:
+            self.engine.unregister("gov_rows")
 
     def load_codes(self, mapping: SourceMapping) -> None:
         """Replace the dialect's rows of ``gov.code_map`` with the mapping's code table."""
+        rows = [
+            (mapping.dialect, domain, local, standard)
+            for domain, table in sorted(mapping.code_table.items())
+            for local, standard in sorted(table.items())
+        ]
         with self.engine.transaction():
-            self.engine.execute(
-                f"DELETE FROM {GOV_SCHEMA}.code_map WHERE dialect = ?", [mapping.dialect]
+            self._replace(
+                "code_map",
+                ("dialect", "domain", "local_code", "standard_code"),
+                rows,
+                f"WHERE dialect = {literal(mapping.dialect)}",
             )
-            for domain, table in sorted(mapping.code_table.items()):
-                for local, standard in sorted(table.items()):
-                    self.engine.execute(
-                        f"INSERT INTO {GOV_SCHEMA}.code_map VALUES (?, ?, ?, ?)",
-                        [mapping.dialect, domain, local, standard],
-                    )
 
     # --- a run ---------------------------------------------------------------------------------
 
@@ -245,9 +271,16 @@ class Governor:
             if tm.source.system == s.system
         ]
         feeds = _feeds(sources)
+        versions = {s.mapping.path: mapping_version(s.mapping) for s in sources}
+        present = self._ods_tables()
         for done, (source, tm, entry) in enumerate(work, start=1):
             try:
-                report.entries.append(self._entry(source, tm, entry, feeds[source.hospital]))
+                report.entries.append(
+                    self._entry(
+                        source, tm, entry, feeds[source.hospital],
+                        versions[source.mapping.path], present,
+                    )
+                )  # fmt: skip
             except GovernanceError as e:
                 report.errors.append(str(e))
             if self.progress is not None:
@@ -281,11 +314,11 @@ class Governor:
         tm: TableMapping,
         entry: str,
         feeds: Mapping[str, Sequence[tuple[str, str]]],
+        version: str,
+        present: set[str],
     ) -> EntryResult:
         h = source.hospital
-        version = mapping_version(source.mapping)
         where = f"{source.mapping.path.name}: {entry}, hospital {h}"
-        present = self._ods_tables()
         staged = stage_sql(
             tm, source.mapping, h, institution=source.institution,
             changed="gov_changed", mapping_version=version, present=frozenset(present),
