@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/govern.py
 
 # Re-resolve the lock file after changing dependency ranges in pyproject.toml.
 lock: $(STAMP)

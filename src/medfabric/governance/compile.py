@@ -82,6 +82,7 @@ def _source_text(
     institution: str,
     present: frozenset[str],
     feeds: Mapping[str, Sequence[tuple[str, str]]],
+    items: Mapping[str, str],
 ) -> str:
     """The column's value as text, before the typed steps."""
     if c.kind == "from":
@@ -89,8 +90,7 @@ def _source_text(
     elif c.kind == "value":
         expr = literal(c.args[0])
     elif c.kind == "unit_of":
-        item = _lab_item(m, _text(c.args[0]))
-        expr = f"(SELECT u.unit FROM {GOV_SCHEMA}.lab_item_unit u WHERE u.item = {item})"
+        expr = f"{quote(items[c.args[0]] + '_unit')}.unit"
     elif c.kind == "hospital":
         expr = literal(institution)
     elif c.kind == "id":
@@ -140,12 +140,32 @@ def _code_lookup(dialect: str, domain: str, expr: str) -> str:
     )
 
 
-def _lab_item(m: SourceMapping, local: str) -> str:
-    """The standard lab item code of a local one (through the code table when it maps lab
-    items, else as is)."""
+def _lab_item(m: SourceMapping, column: str, items: Mapping[str, str]) -> str:
+    """The standard lab item code in source ``column``: through the code table when it maps
+    lab items (joined once per item column, ``items``: column → join alias), else as is."""
+    local = _text(column)
     if "lab_items" not in m.code_table:
         return local
-    return f"coalesce({_code_lookup(m.dialect, 'lab_items', local)}, {local})"
+    return f"coalesce({quote(items[column])}.standard_code, {local})"
+
+
+def _item_joins(m: SourceMapping, items: Mapping[str, str]) -> str:
+    """LEFT JOINs giving, per lab item column, its standard item (``alias``) and that item's
+    standard unit (``alias_unit``): joined once, not looked up per value."""
+    out = []
+    for column, alias in items.items():
+        if "lab_items" in m.code_table:
+            out.append(
+                f"\n  LEFT JOIN (SELECT local_code, standard_code FROM {GOV_SCHEMA}.code_map "
+                f"WHERE dialect = {literal(m.dialect)} AND domain = 'lab_items') AS "
+                f"{quote(alias)} ON {quote(alias)}.local_code = {_text(column)}"
+            )
+        unit = quote(alias + "_unit")
+        out.append(
+            f"\n  LEFT JOIN {GOV_SCHEMA}.lab_item_unit AS {unit} ON {unit}.item = "
+            f"{_lab_item(m, column, items)}"
+        )
+    return "".join(out)
 
 
 def _parsed(c: ColumnMapping, t: str) -> str:
@@ -183,9 +203,10 @@ def _compile_column(
     inst: str,
     present: frozenset[str],
     feeds: Mapping[str, Sequence[tuple[str, str]]],
+    items: Mapping[str, str],
 ) -> _Compiled:
     t = f"t{i}"
-    text = _source_text(c, m, hospital, tm, inst, present, feeds)
+    text = _source_text(c, m, hospital, tm, inst, present, feeds, items)
     value, error, unmapped = t, "NULL", None
     extra: tuple[tuple[str, str], ...] = ()
     name = c.column
@@ -205,7 +226,7 @@ def _compile_column(
         )
         if c.unit is not None:
             unit_col, item_col = c.unit
-            item = _lab_item(m, _text(item_col))
+            item = _lab_item(m, item_col, items)
             extra = ((f"u{i}", f"trim({_text(unit_col)})"), (f"k{i}", item))
             factor = (
                 f"(SELECT f.factor FROM {GOV_SCHEMA}.unit_factor f "
@@ -314,8 +335,13 @@ def stage_sql(
     table = dwd_model().tables[tm.dwd]
     main = ods_table_name(hospital, tm.source.system, tm.source.table)
     joined = tuple(ods_table_name(hospital, j.table.system, j.table.table) for j in tm.joins)
+    item_columns = sorted(
+        {c.unit[1] for c in tm.columns.values() if c.unit is not None}
+        | {c.args[0] for c in tm.columns.values() if c.kind == "unit_of"}
+    )
+    items = {col: f"_item{j}" for j, col in enumerate(item_columns)}
     compiled = {
-        name: _compile_column(i, c, mapping, tm, hospital, institution, present, feeds or {})
+        name: _compile_column(i, c, mapping, tm, hospital, institution, present, feeds or {}, items)
         for i, (name, c) in enumerate(tm.columns.items())
     }
     index = {name: i for i, name in enumerate(tm.columns)}
@@ -338,7 +364,7 @@ def stage_sql(
         f"\n  LEFT JOIN {_one_per_key(j, name)} AS {quote(j.alias)} ON "
         + " AND ".join(f"{_text(a)} = {_text(f'{j.alias}.{b}')}" for a, b in j.on)
         for j, name in zip(tm.joins, joined, strict=True)
-    )
+    ) + _item_joins(mapping, items)
     where = [f"m._local_key IN (SELECT _local_key FROM {changed})"]
     for col, values in tm.where:
         where.append(f"{_text(col)} IN ({', '.join(literal(v) for v in values)})")
