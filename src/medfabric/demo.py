@@ -56,7 +56,9 @@ console = Console()
 def _run(title: str, args: list[str]) -> None:
     console.print(Rule(f"[bold]{title}"))
     console.print(f"$ medfabric {' '.join(args)}", style="dim")
-    app(args, standalone_mode=False)
+    code = app(args, standalone_mode=False)
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(f"demo step failed (exit code {code}): medfabric {' '.join(args)}")
 
 
 def provenance_glimpse(region: Path, hospital: str = "H02") -> None:

@@ -208,6 +208,44 @@ def test_a_changed_code_table_re_derives_the_rows(
     assert Governor(engine).unmapped() == []
 
 
+def test_two_entries_splitting_one_source_table_keep_each_others_rows(tmp_path: Path) -> None:
+    # Like diagnoses split by visit type: two entries, one source table, one DWD table, told
+    # apart by `where`. Processing one must not remove the rows the other produced, and a row
+    # that moves from one side to the other is re-derived once.
+    split = MAPPING.split("  - dwd: department")[0].replace(
+        "    from: HIS.PAT_MASTER_INDEX\n",
+        "    from: HIS.PAT_MASTER_INDEX\n    where: {SEX_CODE: [M]}\n",
+    )
+    second = split.split("tables:\n")[1].replace("[M]", "[F]")
+    (tmp_path / "codes.csv").write_text(CODES, encoding="utf-8")
+    path = tmp_path / "ruixin.yaml"
+    path.write_text(split + second, encoding="utf-8")
+    sources = [HospitalSource("H01", "H01", "HIS", load_mapping(path))]
+    engine = DuckDBEngine(":memory:")
+    store = OdsStore(engine)
+    _land(store, "p1", "PAT_MASTER_INDEX", "HIS", PERSON, [
+        ("1", "upsert", _person("甲", "M", "1980-01-01", "")),
+        ("2", "upsert", _person("乙", "F", "1981-01-01", "")),
+        ("3", "upsert", _person("丙", "M", "1982-01-01", "")),
+    ])  # fmt: skip
+    Governor(engine).run(sources)
+    assert _rows(engine, "SELECT _source_key, sex_code FROM dwd.person ORDER BY 1") == [
+        ("1", "1"), ("2", "2"), ("3", "1"),
+    ]  # fmt: skip
+    assert [r["balanced"] for r in Governor(engine).reconcile(sources)] == [True, True]
+    _land(store, "p2", "PAT_MASTER_INDEX", "HIS", PERSON, [
+        ("3", "upsert", _person("丙", "F", "1982-01-01", "")),
+    ], seq=2)  # fmt: skip
+    Governor(engine).run(sources)
+    assert _rows(engine, "SELECT _source_key, sex_code FROM dwd.person ORDER BY 1") == [
+        ("1", "1"), ("2", "2"), ("3", "2"),
+    ]  # fmt: skip
+    assert [(r["ods_in"], r["dwd"]) for r in Governor(engine).reconcile(sources)] == [
+        (1, 1), (2, 2),
+    ]  # fmt: skip
+    engine.close()
+
+
 def test_a_mapping_naming_a_column_the_ods_lacks_is_an_error_naming_both(
     setup: tuple[DuckDBEngine, OdsStore, list[HospitalSource]],
 ) -> None:

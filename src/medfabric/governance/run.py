@@ -135,6 +135,14 @@ def _feeds(sources: Sequence[HospitalSource]) -> dict[str, dict[str, list[tuple[
     return out
 
 
+def _where_sql(tm: TableMapping) -> str:
+    """The entry's ``where`` over the main table aliased ``m`` (empty without one)."""
+    return " AND ".join(
+        f"CAST(m.{quote(c)} AS VARCHAR) IN ({', '.join(literal(v) for v in vs)})"
+        for c, vs in tm.where
+    )
+
+
 def entry_ids(mapping: SourceMapping) -> list[str]:
     """A stable id per entry: ``dwd<-SYSTEM.TABLE`` (``#2``… when one repeats)."""
     seen: dict[str, int] = {}
@@ -348,6 +356,7 @@ class Governor:
             self.engine.execute("DROP TABLE IF EXISTS gov_changed")
             self.engine.execute("DROP TABLE IF EXISTS gov_stage")
             self.engine.execute("DROP TABLE IF EXISTS gov_ok")
+            self.engine.execute("DROP TABLE IF EXISTS gov_mine")
         return EntryResult(h, entry, tm.dwd, sum(len(b) for b in new.values()), *counts)
 
     def _new_batches(
@@ -399,7 +408,20 @@ ORDER BY 1""",
         table = dwd_model().tables[tm.dwd]
         dwd = qualified(table)
         h, system, src_table = source.hospital, tm.source.system, tm.source.table
-        changed = "IN (SELECT _local_key FROM gov_changed)"
+        # The keys this entry owns among the changed ones: another entry may feed the same DWD
+        # table from the same source table with another ``where`` (diagnoses split by visit
+        # type); its rows are not ours to remove. A key gone from the source is everyone's.
+        current = ods_ref(f"{h}__{system}__{src_table}{CURRENT_SUFFIX}")
+        filters = _where_sql(tm)
+        if filters:
+            e.execute(
+                f"""CREATE OR REPLACE TEMP TABLE gov_mine AS SELECT _local_key FROM gov_changed
+WHERE _local_key NOT IN (SELECT _local_key FROM {current})
+   OR _local_key IN (SELECT m._local_key FROM {current} m WHERE {filters})"""
+            )
+        else:
+            e.execute("CREATE OR REPLACE TEMP TABLE gov_mine AS SELECT _local_key FROM gov_changed")
+        changed = "IN (SELECT _local_key FROM gov_mine)"
         e.execute(
             f"DELETE FROM {dwd} WHERE _source_hospital = {literal(h)} AND _source_system = "
             f"{literal(system)} AND _source_table = {literal(src_table)} AND _source_key {changed}"
@@ -511,25 +533,30 @@ GROUP BY ALL ORDER BY 5 DESC, 1, 2, 3, 4"""
                 main = f"{s.hospital}__{tm.source.system}__{tm.source.table}"
                 if main not in present:
                     continue
-                filters = " AND ".join(
-                    f"CAST(m.{quote(c)} AS VARCHAR) IN ({', '.join(literal(v) for v in vs)})"
-                    for c, vs in tm.where
-                )
+                current = ods_ref(main + CURRENT_SUFFIX)
+                filters = _where_sql(tm)
                 ods_in = int(
                     self.engine.fetchall(
-                        f"SELECT count(*) FROM {ods_ref(main + CURRENT_SUFFIX)} m"
+                        f"SELECT count(*) FROM {current} m"
                         + (f" WHERE {filters}" if filters else "")
                     )[0][0]
+                )
+                # Rows of this entry: from its source table, and (with a where) whose source
+                # row matches it.
+                keys = (
+                    f" AND {{k}} IN (SELECT m._local_key FROM {current} m WHERE {filters})"
+                    if filters
+                    else ""
                 )
                 mine = (
                     f"hospital = {literal(s.hospital)} AND source_table = "
                     f"{literal(tm.source.table)} AND dwd_table = {literal(tm.dwd)}"
-                )
+                ) + keys.format(k="source_key")
                 dwd = qualified(dwd_model().tables[tm.dwd])
                 n_dwd = int(
                     self.engine.fetchall(
                         f"SELECT count(*) FROM {dwd} WHERE _source_hospital = ? AND "
-                        "_source_table = ?",
+                        "_source_table = ?" + keys.format(k="_source_key"),
                         [s.hospital, tm.source.table],
                     )[0][0]
                 )
