@@ -120,7 +120,8 @@ class NotaryReport:
 
 
 def open_client(cluster: Path, hospital_id: str, key: SigningKey, timeout: float) -> LedgerClient:
-    """A ledger client for the hospital, from the cluster folder's node configs.
+    """A ledger client for the hospital, from the cluster's public description (cluster.toml,
+    or a cluster folder; see ``read_cluster``).
 
     Raises:
         NotaryError: The folder is not a cluster, or the hospital is not one of its
