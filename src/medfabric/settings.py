@@ -94,6 +94,9 @@ class SystemSection(_Strict):
     dialect: str | None = None
     interval: Seconds | None = None
     tables: dict[str, TableSpec] = Field(default_factory=dict)
+    # A source mapping file (docs/mapping.md) for this system, in place of the dialect's shipped
+    # one: the way to govern a system of an unknown dialect, or a hospital's variant of a known one.
+    mapping: Path | None = None
 
     @field_validator("dialect")
     @classmethod

@@ -264,3 +264,129 @@ def test_a_mapping_naming_a_column_the_ods_lacks_is_an_error_naming_both(
 def test_the_mapping_text_is_what_the_docs_show() -> None:
     # docs/mapping.md's example must stay loadable in spirit: the same keys are used here.
     assert "transform: [nfkc, trim, squeeze]" in textwrap.dedent(MAPPING)
+
+
+def test_near_duplicates_are_removed_and_recorded_conflicts_are_kept(
+    setup: tuple[DuckDBEngine, OdsStore, list[HospitalSource]],
+) -> None:
+    engine, store, sources = setup
+    result = {"REQUEST_ID": "9", "PATIENT_ID": "1", "ITEM": "GLU", "VALUE": "5.1",
+              "UNIT": "mmol/L", "REPORTED": "2024-03-01 09:30:00"}  # fmt: skip
+    _land(store, "r1", "LAB_RESULT", "LIS", RESULT, [
+        ("200", "upsert", result),
+        ("201", "upsert", result),  # the same result sent under a second key: a near-duplicate
+        ("202", "upsert", {**result, "VALUE": "5.4"}),  # same item, another value: kept
+        ("203", "upsert", {**result, "REQUEST_ID": "8"}),  # another report: kept
+    ])  # fmt: skip
+    report = Governor(engine).run(sources)
+    lab = next(e for e in report.entries if e.dwd_table == "lab_result")
+    assert (lab.staged, lab.inserted, lab.duplicates) == (4, 3, 1)
+    assert _rows(engine, "SELECT _source_key FROM dwd.lab_result ORDER BY 1") == [
+        ("200",), ("202",), ("203",)
+    ]  # fmt: skip
+    assert _rows(engine, "SELECT source_key, kept_source_key, kind FROM gov.duplicates") == [
+        ("201", "200", "near")
+    ]
+    # A later batch repeats a result already in DWD: the new row is the duplicate.
+    _land(store, "r2", "LAB_RESULT", "LIS", RESULT, [("204", "upsert", result)], seq=2)
+    Governor(engine).run(sources)
+    assert _rows(
+        engine, "SELECT source_key, kept_source_key, kind FROM gov.duplicates ORDER BY 1"
+    ) == [("201", "200", "near"), ("204", "200", "near")]
+    assert all(r["balanced"] for r in Governor(engine).reconcile(sources))
+    # Re-running changes nothing.
+    assert Governor(engine).run(sources).total("duplicates") == 0
+
+
+CUSTOM = """\
+dialect: acme-lis
+version: "a1"
+codes: codes.csv
+formats: {datetime: "%Y-%m-%d %H:%M:%S"}
+tables:
+  - dwd: person
+    from: LIS.PAT
+    columns:
+      person_id: {id: PID}
+      name: {from: NAME}
+      sex_code: {from: SEX, code: sex}
+  - dwd: lab_result
+    from: LIS.RES
+    columns:
+      lab_result_id: {id: RID}
+      lab_report_id: {ref: {from: REQ, table: LIS.REQ}}
+      person_id: {ref: {from: PID, table: LIS.PAT}}
+      institution_code: {hospital: true}
+      item_code: {from: ITEM, code: lab_items}
+      item_name: {from: ITEM}
+      value_numeric: {from: VAL, number: true, unit: {from: UNIT, item: ITEM}}
+      unit_as_sent: {from: UNIT}
+      reference_range: {from: RANGE}
+      reference_low: {from: RANGE, range: low, unit: {from: UNIT, item: ITEM}}
+      reference_high: {from: RANGE, range: high, unit: {from: UNIT, item: ITEM}}
+"""
+
+
+def _custom_settings(tmp_path: Path, mapping: str) -> Any:
+    from medfabric.settings import parse_settings
+
+    (tmp_path / "codes.csv").write_text(CODES, encoding="utf-8")
+    (tmp_path / "acme.yaml").write_text(mapping, encoding="utf-8")
+    lis = {
+        "url": "sqlite:///lis.db",
+        "tables": {t: {"key": [k]} for t, k in (("RES", "RID"), ("REQ", "REQ"), ("PAT", "PID"))},
+        "mapping": str(tmp_path / "acme.yaml"),
+    }
+    return parse_settings({"hospitals": [{"id": "H01", "name": "甲", "systems": {"LIS": lis}}]})
+
+
+def test_a_system_of_an_unknown_dialect_is_governed_by_its_own_mapping_file(
+    tmp_path: Path,
+) -> None:
+    from medfabric.governance.run import sources_from_settings
+
+    settings = _custom_settings(tmp_path, CUSTOM)
+    sources, notes = sources_from_settings(settings)
+    assert [(s.hospital, s.system, s.mapping.dialect) for s in sources] == [
+        ("H01", "LIS", "acme-lis")
+    ]
+    assert notes == []
+    engine = DuckDBEngine(":memory:")
+    try:
+        columns = tuple(
+            (c, "VARCHAR") for c in ("RID", "REQ", "PID", "ITEM", "VAL", "UNIT", "RANGE")
+        )
+        row = {"REQ": "7", "PID": "1", "ITEM": "GLU", "VAL": "99", "UNIT": "mg/dL",
+               "RANGE": "70-110"}  # fmt: skip
+        store = OdsStore(engine)
+        store.land(
+            make_batch("a1", [("1", "upsert", {"RID": "1", **row})], columns=columns,
+                       system="LIS", source_table="RES")
+        )  # fmt: skip
+        store.land(
+            make_batch("a2", [("1", "upsert", {"PID": "1", "NAME": "甲", "SEX": "F"})],
+                       columns=(("PID", "VARCHAR"), ("NAME", "VARCHAR"), ("SEX", "VARCHAR")),
+                       system="LIS", source_table="PAT")
+        )  # fmt: skip
+        report = Governor(engine).run(sources)
+        reasons = engine.fetchall("SELECT reasons FROM gov.quarantine")
+        assert report.errors == [] and report.total("inserted") == 2, reasons
+        [(rid, value, low, high)] = engine.fetchall(
+            "SELECT lab_result_id, value_numeric, reference_low, reference_high FROM dwd.lab_result"
+        )
+        assert rid == "H01/LIS/RES/1"
+        assert float(value) == pytest.approx(99 * 0.0555062, abs=1e-3)  # mg/dL → mmol/L
+        assert (float(low), float(high)) == pytest.approx((3.885, 6.106), abs=1e-3)
+    finally:
+        engine.close()
+
+
+def test_a_mapping_file_reading_a_table_the_gateway_does_not_extract_is_refused(
+    tmp_path: Path,
+) -> None:
+    from medfabric.governance.run import sources_from_settings
+    from medfabric.standards._yaml import CatalogError
+
+    settings = _custom_settings(tmp_path, CUSTOM.replace("from: LIS.RES", "from: LIS.RESULTS"))
+    with pytest.raises(CatalogError, match=r"acme.yaml.*H01 LIS does not extract table RESULTS"):
+        sources_from_settings(settings)

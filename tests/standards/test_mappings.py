@@ -50,6 +50,7 @@ tables:
       institution_code: {hospital: true}
       item_name: {from: ITEM_NAME}
       value_numeric: {from: VALUE, number: lenient}
+      reference_low: {from: REF_RANGE, range: low, unit: {from: UNIT, item: ITEM_CODE}}
 """
 
 
@@ -91,6 +92,13 @@ def test_a_valid_mapping_loads_into_its_parts(tmp_path: Path) -> None:
     [result] = m.for_table("lab_result")
     assert result.columns["person_id"].args == ("PATIENT_ID", "dwd:person")
     assert result.columns["value_numeric"].number and result.columns["value_numeric"].lenient
+    low = result.columns["reference_low"]
+    assert (low.range, low.number, low.lenient, low.unit) == (
+        "low",
+        True,
+        True,
+        ("UNIT", "ITEM_CODE"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,6 +124,8 @@ def test_a_valid_mapping_loads_into_its_parts(tmp_path: Path) -> None:
         (('sep: " "}', 'sep: " ", number: true, unit: {from: A}}'), "unit needs from and item"),
         (("parse: date}", "parse: date, unit: {from: A, item: B}}"), "add number: true"),
         (('version: "t1"\n', ""), "missing key 'version'"),
+        (("range: low,", "range: middle,"), "range must be low or high"),
+        (("range: low,", "range: low, number: true,"), "range reads a number already"),
     ],
 )
 def test_each_broken_rule_is_named_with_its_place(

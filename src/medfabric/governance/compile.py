@@ -168,6 +168,34 @@ def _item_joins(m: SourceMapping, items: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+_NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?)"
+_UNSIGNED = r"([0-9]+(?:\.[0-9]+)?)"
+_DASH = "[-~～—–]"
+# Per end, the shapes of range text that give it, tried in order (group 1 is the number).
+_RANGE_SHAPES = {
+    "low": (
+        rf"^\s*{_NUMBER}\s*{_DASH}\s*-?[0-9]+(?:\.[0-9]+)?\s*$",  # 3.9-6.1
+        rf"^\s*[>≥]=?\s*{_NUMBER}\s*$",  # >60, ≥60
+        rf"^\s*{_NUMBER}\s*{_DASH}\s*$",  # 38.7- (no upper end)
+    ),
+    "high": (
+        rf"^\s*-?[0-9]+(?:\.[0-9]+)?\s*{_DASH}\s*{_NUMBER}\s*$",
+        rf"^\s*[<≤]=?\s*{_NUMBER}\s*$",  # <5.2, ≤5.2
+        rf"^\s*{_DASH}\s*{_UNSIGNED}\s*$",  # -150.6 (no lower end)
+    ),
+}
+
+
+def _range_end(end: str, t: str) -> str:
+    """The ``low`` or ``high`` end of a reference-range text as a number, or NULL when the text
+    has no such end ("阴性"): "3.9-6.1" and "3.9~6.1" give both; "<5.2" and "-150.6" a high end
+    only; ">60" and "38.7-" a low end only."""
+    tries = ", ".join(
+        f"nullif(regexp_extract({t}, {literal(shape)}, 1), '')" for shape in _RANGE_SHAPES[end]
+    )
+    return f"TRY_CAST(coalesce({tries}) AS DOUBLE)"
+
+
 def _parsed(c: ColumnMapping, t: str) -> str:
     fmt = c.format or ""
     if fmt in ("epoch_ms", "epoch_s"):
@@ -217,7 +245,7 @@ def _compile_column(
             f"{literal(f'{name}: not a {c.parse} in {c.format}: ')} || {t} END"
         )
     elif c.number:
-        value = f"TRY_CAST({t} AS DOUBLE)"
+        value = _range_end(c.range, t) if c.range else f"TRY_CAST({t} AS DOUBLE)"
         error = (
             "CAST(NULL AS VARCHAR)"
             if c.lenient

@@ -27,14 +27,18 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 
 from medfabric.governance.compile import GOV_SCHEMA, ods_columns_needed, stage_sql
+from medfabric.governance.derive import derive_across, derive_rows
 from medfabric.settings import Settings
 from medfabric.standards import codes
-from medfabric.standards.mappings import SourceMapping, TableMapping, mappings
-from medfabric.standards.model import dwd_model
+from medfabric.standards._yaml import CatalogError
+from medfabric.standards.mappings import SourceMapping, TableMapping, load_mapping, mappings
+from medfabric.standards.model import Table, dwd_model
+from medfabric.standards.sources import TableSpec, resolve_tables
 from medfabric.warehouse.ddl import literal, qualified, quote, schema_sql
 from medfabric.warehouse.engine import Engine, WarehouseError
 from medfabric.warehouse.ods import CURRENT_SUFFIX, INGEST_SCHEMA, ODS_SCHEMA, ods_ref
@@ -96,22 +100,54 @@ class RunReport:
 
 def sources_from_settings(settings: Settings) -> tuple[list[HospitalSource], list[str]]:
     """The hospital systems of ``region.toml`` to govern, and a note for each system left out
-    (no dialect, or no mapping for its dialect). The institution code is the hospital id.
+    (no mapping). A system's own ``mapping`` file wins over its dialect's shipped mapping; a
+    system with neither is not governed. The institution code is the hospital id.
 
     Raises:
-        CatalogError: A shipped mapping is invalid.
+        CatalogError: A shipped or configured mapping is invalid, or a configured mapping maps a
+            table of the system that its gateway does not extract.
     """
     shipped = mappings()
+    own: dict[Path, SourceMapping] = {}
     out: list[HospitalSource] = []
     notes: list[str] = []
     for h in settings.hospitals:
         for system, spec in h.systems.items():
-            if spec.dialect is None or spec.dialect not in shipped:
+            if spec.mapping is not None:
+                if spec.mapping not in own:
+                    own[spec.mapping] = load_mapping(spec.mapping)
+                mapping = own[spec.mapping]
+                _check_extracted(mapping, h.id, system, spec.dialect, spec.tables)
+            elif spec.dialect is not None and spec.dialect in shipped:
+                mapping = shipped[spec.dialect]
+            else:
                 what = "no dialect" if spec.dialect is None else f"dialect {spec.dialect!r}"
-                notes.append(f"{h.id} {system}: {what} has no source mapping; not governed")
+                notes.append(
+                    f"{h.id} {system}: {what} and no mapping file; not governed "
+                    '(give the system a mapping = "FILE.yaml", docs/mapping.md)'
+                )
                 continue
-            out.append(HospitalSource(h.id, h.id, system, shipped[spec.dialect]))
+            out.append(HospitalSource(h.id, h.id, system, mapping))
     return out, notes
+
+
+def _check_extracted(
+    mapping: SourceMapping,
+    hospital: str,
+    system: str,
+    dialect: str | None,
+    tables: Mapping[str, TableSpec],
+) -> None:
+    """Every table a configured mapping reads from ``system`` is one its gateway extracts."""
+    extracted = {t.name for t in resolve_tables(dialect, system, tables)}
+    for tm in mapping.tables:
+        read = [tm.source, *(j.table for j in tm.joins)]
+        for ref in read:
+            if ref.system == system and ref.table not in extracted:
+                raise CatalogError(
+                    f"{mapping.path}: {tm.location or tm.dwd}: {hospital} {system} does not "
+                    f"extract table {ref.table} (extracted: {', '.join(sorted(extracted))})"
+                )
 
 
 def mapping_version(mapping: SourceMapping) -> str:
@@ -176,7 +212,9 @@ SCHEMA: tuple[str, ...] = (
     reasons VARCHAR[] NOT NULL, quarantined_at TIMESTAMPTZ NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {GOV_SCHEMA}.duplicates ({_SOURCE},
     kept_source_table VARCHAR, kept_source_key VARCHAR, batch_id VARCHAR,
-    found_at TIMESTAMPTZ NOT NULL)""",
+    found_at TIMESTAMPTZ NOT NULL, kind VARCHAR NOT NULL DEFAULT 'exact')""",
+    # Warehouses governed before near-duplicates were removed lack the kind.
+    f"ALTER TABLE {GOV_SCHEMA}.duplicates ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'exact'",
     f"""CREATE TABLE IF NOT EXISTS {GOV_SCHEMA}.value_issues ({_SOURCE},
     reason VARCHAR NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {GOV_SCHEMA}.unmapped_rows ({_SOURCE},
@@ -293,6 +331,8 @@ class Governor:
                 report.errors.append(str(e))
             if self.progress is not None:
                 self.progress(done, len(work), f"{source.hospital} {entry}")
+        if report.entries:
+            derive_across(self.engine)
         report.finished_at = datetime.now(UTC)
         self.engine.execute(
             f"INSERT INTO {GOV_SCHEMA}.runs VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -464,13 +504,13 @@ FROM gov_stage WHERE len(_missing) = 0"""
         # Duplicates among the staged rows, then against rows already in DWD (both ways).
         e.execute(
             f"""INSERT INTO {GOV_SCHEMA}.duplicates SELECT {literal(tm.dwd)}, {dup_cols},
-    b._source_table, b._source_key, a._batch_id, ?
+    b._source_table, b._source_key, a._batch_id, ?, 'exact'
 FROM gov_ok a JOIN gov_ok b ON {same} AND b._rk = 1 WHERE a._rk > 1""",
             [now],
         )
         e.execute(
             f"""INSERT INTO {GOV_SCHEMA}.duplicates SELECT {literal(tm.dwd)}, {dup_cols},
-    b._source_table, b._source_key, a._batch_id, ?
+    b._source_table, b._source_key, a._batch_id, ?, 'exact'
 FROM {dwd} a JOIN gov_ok b ON {same} AND b._rk = 1 WHERE NOT {wins}""",
             [now],
         )
@@ -481,7 +521,7 @@ FROM {dwd} a JOIN gov_ok b ON {same} AND b._rk = 1 WHERE NOT {wins}""",
         )
         e.execute(
             f"""INSERT INTO {GOV_SCHEMA}.duplicates SELECT {literal(tm.dwd)}, {dup_cols},
-    b._source_table, b._source_key, a._batch_id, ?
+    b._source_table, b._source_key, a._batch_id, ?, 'exact'
 FROM gov_ok a JOIN {dwd} b ON {same} WHERE a._rk = 1""",
             [now],
         )
@@ -489,6 +529,8 @@ FROM gov_ok a JOIN {dwd} b ON {same} WHERE a._rk = 1""",
             f"""UPDATE gov_ok SET _rk = 0 WHERE _rk = 1 AND ({", ".join(pk)}) IN (
     SELECT ({", ".join("b." + k for k in pk)}) FROM {dwd} b)"""
         )
+        self._near_duplicates(table, dwd, now)
+        derive_rows(e, tm.dwd, "gov_ok")
         duplicates = int(e.fetchall("SELECT count(*) FROM gov_ok WHERE _rk <> 1")[0][0])
         columns = ", ".join(quote(c.name) for c in table.columns)
         e.execute(f"INSERT INTO {dwd} ({columns}) SELECT {columns} FROM gov_ok WHERE _rk = 1")
@@ -509,6 +551,58 @@ FROM (SELECT *, unnest(_unmapped) AS u FROM gov_stage WHERE len(_unmapped) > 0)"
                     [entry, h, ods_table, batch, version, now],
                 )
         return staged, inserted, quarantined, duplicates
+
+    def _near_duplicates(self, table: Table, dwd: str, now: datetime) -> None:
+        """Mark (``_rk = -1``) and record the staged rows that repeat a fact already in DWD or
+        staged before them: the same business key and the same value in every other column of
+        the table, within the hospital, under another primary key. The first registered row is
+        kept (earliest source update, then shortest and smallest source key); a row already in
+        DWD is always kept."""
+        if not table.business_key:
+            return
+        e = self.engine
+        pk = [quote(k) for k in table.primary_key]
+        own = [
+            quote(c.name)
+            for c in table.columns
+            if not c.lineage and c.name not in table.primary_key
+        ]
+        filled = " AND ".join(f"{quote(k)} IS NOT NULL" for k in table.business_key)
+        keys = ", ".join(f"g.{k}" for k in pk)
+        same = " AND ".join(f"d.{c} IS NOT DISTINCT FROM g.{c}" for c in own)
+        other = " OR ".join(f"d.{k} <> g.{k}" for k in pk)
+        bk = " AND ".join(f"d.{quote(k)} = g.{quote(k)}" for k in table.business_key)
+        order = (
+            "coalesce(_source_updated_at, TIMESTAMP '0001-01-01'), length(_source_key), _source_key"
+        )
+        e.execute(
+            f"""CREATE OR REPLACE TEMP TABLE gov_near AS
+SELECT {keys}, min(d._source_table) AS kept_table, min(d._source_key) AS kept_key
+FROM gov_ok g JOIN {dwd} d ON {bk} AND d._source_hospital = g._source_hospital
+WHERE g._rk = 1 AND ({other}) AND {same} GROUP BY ALL"""
+        )
+        e.execute(
+            f"""INSERT INTO gov_near SELECT {", ".join(pk)}, kept_table, kept_key FROM (
+    SELECT {", ".join(pk)}, row_number() OVER w AS _nk,
+        first_value(_source_table) OVER w AS kept_table,
+        first_value(_source_key) OVER w AS kept_key
+    FROM gov_ok WHERE _rk = 1 AND {filled}
+    WINDOW w AS (PARTITION BY {", ".join(own)} ORDER BY {order}))
+WHERE _nk > 1 AND ({", ".join(pk)}) NOT IN (SELECT ({", ".join(pk)}) FROM gov_near)"""
+        )
+        match = " AND ".join(f"n.{k} = g.{k}" for k in pk)
+        e.execute(
+            f"""INSERT INTO {GOV_SCHEMA}.duplicates SELECT {literal(table.name)},
+    g._source_hospital, g._source_system, g._source_table, g._source_key,
+    n.kept_table, n.kept_key, g._batch_id, ?, 'near'
+FROM gov_ok g JOIN gov_near n ON {match} WHERE g._rk = 1""",
+            [now],
+        )
+        e.execute(
+            f"""UPDATE gov_ok SET _rk = -1 WHERE _rk = 1 AND ({", ".join(pk)}) IN (
+    SELECT ({", ".join(pk)}) FROM gov_near)"""
+        )
+        e.execute("DROP TABLE gov_near")
 
     # --- reading -------------------------------------------------------------------------------
 

@@ -67,7 +67,10 @@ SOURCE_KEYS = ("from", "value", "hospital", "id", "ref", "concat", "unit_of")
 
 _TOP = {"dialect", "version", "codes", "formats", "tables"}
 _TABLE = {"dwd", "from", "join", "where", "columns"}
-_STEPS = ("sep", "split", "transform", "null_if", "parse", "format", "number", "code", "unit")
+_STEPS = (
+    "sep", "split", "transform", "null_if", "parse", "format", "number", "range", "code", "unit",
+)  # fmt: skip
+RANGE_ENDS = ("low", "high")
 _COLUMN = {*SOURCE_KEYS, *_STEPS}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -118,6 +121,7 @@ class ColumnMapping:
     format: str | None = None  # the strftime format (or epoch) for ``parse``
     number: bool = False
     lenient: bool = False  # ``number: lenient``: text that is not a number is simply no number
+    range: str | None = None  # ``low`` or ``high``: that end of a range text ("3.9-6.1", "<5.2")
     code: str | None = None
     unit: tuple[str, str] | None = None  # (unit column, lab item column)
     location: str = field(default="", compare=False)
@@ -355,6 +359,14 @@ def _column(
         node_n = f["number"]
         lenient = isinstance(node_n, yaml.ScalarNode) and node_n.value == "lenient"
         number = lenient or r.flag(node_n, "number (true, false or lenient)")
+    end = None
+    if "range" in f:
+        end = r.text(f["range"], "range")
+        if end not in RANGE_ENDS:
+            raise r.fail(f["range"], "range must be low or high")
+        if "number" in f:
+            raise r.fail(f["number"], "range reads a number already: leave number out")
+        number = lenient = True  # a range text without that end gives no number, no issue
     if parse and number:
         raise r.fail(node, "a column is parsed as a date/time or as a number, not both")
     code = None
@@ -370,14 +382,14 @@ def _column(
         if set(u) != {"from", "item"}:
             raise r.fail(f["unit"], "unit needs from and item")
         if not number:
-            raise r.fail(f["unit"], "unit converts numbers: add number: true")
+            raise r.fail(f["unit"], "unit converts numbers: add number: true (or range)")
         unit = (
             _column_ref(r, u["from"], aliases, "unit.from"),
             _column_ref(r, u["item"], aliases, "unit.item"),
         )
     return ColumnMapping(
-        name, kind, args, sep, split, transforms, null_if, parse, fmt, number, lenient, code,
-        unit, r.at(node),
+        name, kind, args, sep, split, transforms, null_if, parse, fmt, number, lenient, end,
+        code, unit, r.at(node),
     )  # fmt: skip
 
 

@@ -44,7 +44,7 @@ MODEL_FILE = "dwd_model.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _LINEAGE_NAME = re.compile(r"^_[a-z][a-z0-9_]*$")
 _TOP_KEYS = {"version", "lineage_columns", "tables"}
-_TABLE_KEYS = {"description", "catalog_class", "primary_key", "columns"}
+_TABLE_KEYS = {"description", "catalog_class", "primary_key", "business_key", "columns"}
 _COLUMN_KEYS = {"name", "element", "required", "references"}
 
 
@@ -76,6 +76,9 @@ class Table:
     catalog_class: str
     primary_key: tuple[str, ...]
     columns: tuple[Column, ...]
+    # The columns that name one real-world fact within a hospital (a result is one item of one
+    # report): two rows agreeing on them and on every other own column are near-duplicates.
+    business_key: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         """The column called ``name``.
@@ -118,6 +121,7 @@ class _RawTable:
     catalog_class: str
     primary_key: tuple[str, ...]
     columns: tuple[_RawColumn, ...]
+    business_key: tuple[str, ...] = ()
 
 
 def _model_text() -> str:
@@ -158,6 +162,15 @@ def _sequence(node: yaml.Node | None, key: str, owner: yaml.Node) -> list[yaml.N
     return list(node.value)
 
 
+def _names(node: yaml.Node | None, key: str, owner: yaml.Node) -> list[str]:
+    out: list[str] = []
+    for k in _sequence(node, key, owner):
+        if not isinstance(k, yaml.ScalarNode) or not str(k.value).strip():
+            raise CatalogError(f"{_where(k)}: a {key} column must be a string")
+        out.append(str(k.value).strip())
+    return out
+
+
 def _column(node: yaml.Node) -> _RawColumn:
     fields = _mapping(node, _COLUMN_KEYS)
     refs = _text(fields, "references", node) if "references" in fields else None
@@ -190,11 +203,10 @@ def _parse_model(text: str) -> tuple[str, tuple[_RawColumn, ...], tuple[_RawTabl
     tables: list[_RawTable] = []
     for name, node in _mapping(tables_node, None).items():
         fields = _mapping(node, _TABLE_KEYS)
-        pk: list[str] = []
-        for k in _sequence(fields.get("primary_key"), "primary_key", node):
-            if not isinstance(k, yaml.ScalarNode) or not str(k.value).strip():
-                raise CatalogError(f"{_where(k)}: a primary-key column must be a string")
-            pk.append(str(k.value).strip())
+        pk = _names(fields.get("primary_key"), "primary_key", node)
+        bk = []
+        if "business_key" in fields:
+            bk = _names(fields["business_key"], "business_key", node)
         tables.append(
             _RawTable(
                 where=_where(node),
@@ -202,6 +214,7 @@ def _parse_model(text: str) -> tuple[str, tuple[_RawColumn, ...], tuple[_RawTabl
                 description=_text(fields, "description", node),
                 catalog_class=_text(fields, "catalog_class", node),
                 primary_key=tuple(pk),
+                business_key=tuple(bk),
                 columns=tuple(
                     _column(c) for c in _sequence(fields.get("columns"), "columns", node)
                 ),
@@ -248,7 +261,9 @@ def dwd_model() -> DwdModel:
     tables: dict[str, Table] = {}
     for t in raw_tables:
         own = tuple(_resolve(c, elements, lineage=False) for c in t.columns)
-        tables[t.name] = Table(t.name, t.description, t.catalog_class, t.primary_key, own + lineage)
+        tables[t.name] = Table(
+            t.name, t.description, t.catalog_class, t.primary_key, own + lineage, t.business_key
+        )
     return DwdModel(version, lineage, MappingProxyType(tables))
 
 
@@ -342,5 +357,12 @@ def check_model() -> list[str]:
                 out.append(f"{at}: primary-key column {k!r} is not a column")
             elif not by_name[k].required:
                 out.append(f"{at}: primary-key column {k!r} must be required")
+        if len(set(t.business_key)) != len(t.business_key):
+            out.append(f"{at}: business key repeats a column")
+        for k in t.business_key:
+            if k not in by_name:
+                out.append(f"{at}: business-key column {k!r} is not a column")
+            elif k in t.primary_key:
+                out.append(f"{at}: business-key column {k!r} is the primary key's")
     out += _reference_problems(tables)
     return out
