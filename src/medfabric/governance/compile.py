@@ -74,39 +74,43 @@ def _transform(expr: str, step: str) -> str:
     return out
 
 
-def _source_text(
-    c: ColumnMapping,
-    m: SourceMapping,
-    hospital: str,
-    tm: TableMapping,
-    institution: str,
-    present: frozenset[str],
-    feeds: Mapping[str, Sequence[tuple[str, str]]],
-    items: Mapping[str, str],
-) -> str:
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What one entry's columns are compiled against, for one hospital."""
+
+    mapping: SourceMapping
+    entry: TableMapping
+    hospital: str
+    institution: str
+    present: frozenset[str]  # the ODS tables that exist
+    feeds: Mapping[str, Sequence[tuple[str, str]]]  # DWD table → (system, table) feeding it
+    items: Mapping[str, str]  # lab item column → its join alias
+
+
+def _source_text(c: ColumnMapping, ctx: _Context) -> str:
     """The column's value as text, before the typed steps."""
     if c.kind == "from":
         expr = _text(c.args[0])
     elif c.kind == "value":
         expr = literal(c.args[0])
     elif c.kind == "unit_of":
-        expr = f"{quote(items[c.args[0]] + '_unit')}.unit"
+        expr = f"{quote(ctx.items[c.args[0]] + '_unit')}.unit"
     elif c.kind == "hospital":
-        expr = literal(institution)
+        expr = literal(ctx.institution)
     elif c.kind == "id":
-        prefix = f"{hospital}/{tm.source.system}/{tm.source.table}/"
+        prefix = f"{ctx.hospital}/{ctx.entry.source.system}/{ctx.entry.source.table}/"
         expr = f"({literal(prefix)} || {_text(c.args[0])})"
     elif c.kind == "ref":
         key = _text(c.args[0])
         if c.args[1].startswith("dwd:"):
             # Whichever tables feed that DWD table in this hospital (its systems may speak
             # other dialects than this mapping's).
-            targets = [(sys, ".", table) for sys, table in feeds.get(c.args[1][4:], ())]
+            targets = [(sys, ".", table) for sys, table in ctx.feeds.get(c.args[1][4:], ())]
             if not targets:
                 return "CAST(NULL AS VARCHAR)"
         else:
             targets = [t.partition(".") for t in c.args[1:]]
-        addresses = [literal(f"{hospital}/{system}/{table}/") for system, _, table in targets]
+        addresses = [literal(f"{ctx.hospital}/{system}/{table}/") for system, _, table in targets]
         expr = f"({addresses[0]} || {key})"
         if len(targets) > 1:
             # One key space over several tables (a visit is outpatient or inpatient): the
@@ -115,7 +119,7 @@ def _source_text(
                 f"WHEN EXISTS (SELECT 1 FROM {ods_ref(name)} x WHERE x._local_key = {key}) "
                 f"THEN {address} || {key}"
                 for (system, _, table), address in zip(targets, addresses, strict=True)
-                if (name := ods_table_name(hospital, system, table)) in present
+                if (name := ods_table_name(ctx.hospital, system, table)) in ctx.present
             ]
             if cases:
                 expr = f"(CASE {' '.join(cases)} ELSE {expr} END)"
@@ -222,19 +226,9 @@ class _Compiled:
     extra: tuple[tuple[str, str], ...] = ()  # more layer-1 columns (unit, item)
 
 
-def _compile_column(
-    i: int,
-    c: ColumnMapping,
-    m: SourceMapping,
-    tm: TableMapping,
-    hospital: str,
-    inst: str,
-    present: frozenset[str],
-    feeds: Mapping[str, Sequence[tuple[str, str]]],
-    items: Mapping[str, str],
-) -> _Compiled:
+def _compile_column(i: int, c: ColumnMapping, ctx: _Context) -> _Compiled:
     t = f"t{i}"
-    text = _source_text(c, m, hospital, tm, inst, present, feeds, items)
+    text = _source_text(c, ctx)
     value, error, unmapped = t, "NULL", None
     extra: tuple[tuple[str, str], ...] = ()
     name = c.column
@@ -254,7 +248,7 @@ def _compile_column(
         )
         if c.unit is not None:
             unit_col, item_col = c.unit
-            item = _lab_item(m, item_col, items)
+            item = _lab_item(ctx.mapping, item_col, ctx.items)
             extra = ((f"u{i}", f"trim({_text(unit_col)})"), (f"k{i}", item))
             factor = (
                 f"(SELECT f.factor FROM {GOV_SCHEMA}.unit_factor f "
@@ -268,7 +262,7 @@ def _compile_column(
                 f"coalesce(k{i}, '?') || ')' END)"
             )
     elif c.code is not None:
-        value = _code_lookup(m.dialect, c.code, t)
+        value = _code_lookup(ctx.mapping.dialect, c.code, t)
         error = (
             f"CASE WHEN {t} IS NOT NULL AND v{i} IS NULL THEN "
             f"{literal(f'{name}: unmapped {c.code} code: ')} || {t} END"
@@ -368,10 +362,8 @@ def stage_sql(
         | {c.args[0] for c in tm.columns.values() if c.kind == "unit_of"}
     )
     items = {col: f"_item{j}" for j, col in enumerate(item_columns)}
-    compiled = {
-        name: _compile_column(i, c, mapping, tm, hospital, institution, present, feeds or {}, items)
-        for i, (name, c) in enumerate(tm.columns.items())
-    }
+    ctx = _Context(mapping, tm, hospital, institution, present, feeds or {}, items)
+    compiled = {name: _compile_column(i, c, ctx) for i, (name, c) in enumerate(tm.columns.items())}
     index = {name: i for i, name in enumerate(tm.columns)}
     lineage = [
         f"{literal(hospital)} AS _source_hospital",
