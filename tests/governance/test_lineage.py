@@ -167,3 +167,38 @@ def test_the_lineage_command(governed: GovernedRegion, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no row 'nothing'" in result.output
     result = runner.invoke(app, [*args, "--verify"])  # no ledger configured here
     assert result.exit_code == 2 and "no ledger is configured" in result.output
+
+
+def test_lineage_verify_checks_the_derived_version_with_medfabric_verify(
+    governed: GovernedRegion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--verify hands the derived ODS version to the function behind `medfabric verify` (the
+    ledger check itself is tested with the receiver's notarization)."""
+    import medfabric.cli.lineage as cli
+
+    warehouse = copy_warehouse(governed, tmp_path)
+    text = (governed.root / "region.toml").read_text("utf-8")
+    config = tmp_path / "region.toml"
+    config.write_text(text.replace(str(governed.warehouse), str(warehouse)), encoding="utf-8")
+    engine = DuckDBEngine(warehouse)
+    try:
+        row = _one(engine, "SELECT * FROM dwd.lab_result ORDER BY lab_result_id LIMIT 1")
+    finally:
+        engine.close()
+    calls: list[tuple[str, str, int | None]] = []
+    verdict = {"verdict": "VALID", "detail": "proof and commit certificate check out"}
+
+    def fake(settings: Any, ods_table: str, key: str, *, version: int | None = None) -> Any:
+        calls.append((ods_table, key, version))
+        return verdict
+
+    monkeypatch.setattr(cli, "verify_record", fake)
+    args = ["lineage", "lab_result", row["lab_result_id"], "-c", str(config), "--verify"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    ods = ods_table_name(row["_source_hospital"], "LIS", row["_source_table"])
+    assert calls == [(ods, row["_source_key"], 1)]
+    assert json.loads(result.output)["verification"]["verdict"] == "VALID"
+    verdict = {"verdict": "HASH_MISMATCH", "detail": "recomputed hash differs"}
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "HASH_MISMATCH" in result.output
