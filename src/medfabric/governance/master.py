@@ -3,19 +3,16 @@ per person of staff, with cross-references to every source row that speaks of it
 
 Built from what governance put in DWD and from ``region.toml``; stored in schema ``mdm``:
 
-========================  ============================================================
-``mdm.institution``       one row per hospital: settings merged with what the sources say
-``mdm.department``        one row per (institution, standard department code)
-``mdm.department_xref``   every DWD department (a source department) → its master record
-``mdm.department_queue``  source departments no code, name or synonym maps (never dropped)
-``mdm.staff``             one row per person of staff (certificate number, else
-                          institution + staff code)
-``mdm.staff_xref``        every staff-dictionary row and every staff code other tables use
-                          → its master record (NULL: a code no dictionary knows)
-``mdm.department_standard`` the standard department list (诊疗科目), as loaded
-``mdm.department_names``  the name rules: standard names, their derived forms, synonyms
-``mdm.refreshes``         one row per refresh with its counts (a log)
-========================  ============================================================
+- ``mdm.institution``: one row per hospital, settings merged with what the sources say;
+- ``mdm.department``: one row per (institution, standard department code);
+- ``mdm.department_xref``: every DWD department (a source department) → its master record;
+- ``mdm.department_queue``: source departments no code, name or synonym maps (never dropped);
+- ``mdm.staff``: one row per person of staff (certificate number, else institution + code);
+- ``mdm.staff_xref``: every staff-dictionary row and every staff code other tables use → its
+  master record (NULL: a code no dictionary knows);
+- ``mdm.department_standard`` and ``mdm.department_names``: the standard department list and
+  the name rules (standard names, derived forms, synonyms) as used;
+- ``mdm.refreshes``: one row per refresh with its counts (a log).
 
 ``dwd.institution`` has no source mapping (no hospital system sends its own registration), so
 :func:`refresh_master` fills it from ``region.toml``: one row per configured hospital, whose
@@ -53,6 +50,7 @@ from medfabric.governance.run import GovernanceError
 from medfabric.settings import HospitalSection, Settings
 from medfabric.standards import codes
 from medfabric.standards.model import dwd_model
+from medfabric.warehouse.ddl import literal
 from medfabric.warehouse.ddl import schema_sql as dwd_schema_sql
 from medfabric.warehouse.engine import Engine
 from medfabric.warehouse.ods import INGEST_SCHEMA
@@ -202,7 +200,7 @@ def schema_sql() -> list[str]:
     out = [f"CREATE SCHEMA IF NOT EXISTS {MDM_SCHEMA}"]
     for name, (description, body) in MDM_TABLES.items():
         out.append(f"CREATE TABLE IF NOT EXISTS {MDM_SCHEMA}.{name} (\n    {body}\n)")
-        out.append(f"COMMENT ON TABLE {MDM_SCHEMA}.{name} IS '{description}'")
+        out.append(f"COMMENT ON TABLE {MDM_SCHEMA}.{name} IS {literal(description)}")
     return out
 
 
