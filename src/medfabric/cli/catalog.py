@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from medfabric.cli.common import console, fail
+from medfabric.cli.common import console, fail, settings_or_fail
+from medfabric.governance.metadata import SCHEMAS, MetadataError, TableInfo, catalog_tables
 from medfabric.standards import elements
+from medfabric.warehouse import DuckDBEngine, WarehouseError
 
 
 class Format(StrEnum):
@@ -104,3 +108,77 @@ def show(
         t.add_row(e.identifier, e.name_zh, e.data_type, e.format, e.value_domain or "",
                   e.privacy, e.source)  # fmt: skip
     console.print(t)
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+def _table_json(info: TableInfo) -> dict[str, Any]:
+    out = asdict(info)
+    for key, value in out.items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+    return out
+
+
+@app.command("tables")
+def tables_cmd(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="region.toml to read.")
+    ] = None,
+    schema: Annotated[
+        str | None, typer.Option("--schema", help=f"Only this schema: {', '.join(SCHEMAS)}.")
+    ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="One table (name or schema.name), with its columns."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every table of the warehouse in one place: description, owner, row count and freshness;
+    with --table, its columns (data element, Chinese name, type/format, privacy class)."""
+    settings = settings_or_fail(config)
+    path = Path(settings.receiver.warehouse)
+    engine: DuckDBEngine | None = None
+    note = ""
+    if not path.exists():
+        note = f"no warehouse at {path}: the catalog's static part only (no counts, no freshness)"
+    else:
+        try:
+            engine = DuckDBEngine(path)
+        except WarehouseError as e:
+            note = f"the warehouse cannot be opened ({e}); the catalog's static part only"
+    try:
+        infos = catalog_tables(engine, settings, schema=schema, table=table)
+    except MetadataError as e:
+        fail(str(e))
+    finally:
+        if engine is not None:
+            engine.close()
+    if as_json:
+        data = {"warehouse": str(path) if engine is not None else None, "note": note or None,
+                "tables": [_table_json(i) for i in infos]}  # fmt: skip
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=1))
+        return
+    if note:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    t = Table("table", "rows", "current", "source updated", "batch received", "governed", "owner",
+              "description", title=f"tables ({len(infos)})")  # fmt: skip
+    for i in infos:
+        rows = "" if i.rows is None else f"{i.rows:,}"
+        if engine is not None and not i.in_warehouse:
+            rows = "[dim]not yet[/]"
+        current = "" if i.current_rows is None else f"{i.current_rows:,}"
+        t.add_row(i.qualified, rows, current, _when(i.latest_source_update),
+                  _when(i.latest_batch_received), _when(i.latest_governance), i.owner,
+                  i.description)  # fmt: skip
+    console.print(t)
+    if table is not None and infos:
+        cols = Table("column", "type", "element", "name", "WS 363 type/format", "privacy",
+                     "description", title=f"columns of {infos[0].qualified}")  # fmt: skip
+        for c in infos[0].columns:
+            fmt = f"{c.data_type} {c.format}" if c.data_type else ""
+            cols.add_row(c.name, c.type, c.element or "", c.name_zh or "", fmt, c.privacy or "",
+                         c.description)  # fmt: skip
+        console.print(cols)

@@ -12,6 +12,7 @@ from medfabric.cli import (
     govern,
     keys,
     ledger,
+    lineage,
     provenance,
     receiver,
     simulate,
@@ -34,6 +35,7 @@ app.add_typer(receiver.app, name="receiver")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(govern.app, name="govern")
 app.command("verify")(provenance.verify_cmd)
+app.command("lineage")(lineage.lineage_cmd)
 ledger.app.command("audit")(provenance.audit_cmd)
 
 

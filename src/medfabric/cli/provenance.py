@@ -76,6 +76,29 @@ def _ask(settings: Settings, call: Callable[[httpx.Client], httpx.Response]) -> 
     return body
 
 
+def verify_record(
+    settings: Settings, ods_table: str, row: str, *, version: int | None = None
+) -> dict[str, Any]:
+    """The verdict of one ODS record version against the ledger, as ``medfabric verify`` prints
+    it with ``--json`` (through the running receiver when it holds the warehouse). Exits with a
+    clear error when no ledger or warehouse is configured or the record is unknown."""
+    with _direct(settings) as direct:
+        if direct is not None:
+            engine, client = direct
+            try:
+                return verdict_json(verify_row(engine, client, ods_table, row, version=version))
+            except NotarizationError as e:
+                fail(str(e))
+        params = {} if version is None else {"version": version}
+        return _ask(
+            settings,
+            lambda http: http.get(
+                f"/v1/records/{url_quote(ods_table, safe='')}/{url_quote(row, safe='')}/verify",
+                params=params,
+            ),
+        )
+
+
 def verify_cmd(
     ods_table: Annotated[str, typer.Argument(help="The ODS table, e.g. H01__LIS__JY_JG.")],
     row: Annotated[str, typer.Argument(help="The row's local key (its _local_key).")],
@@ -92,22 +115,7 @@ def verify_cmd(
     """Recompute a record's hash from ODS and check its inclusion proof and its block's commit
     certificate on the ledger: VALID, or exactly what failed (exit code 1)."""
     settings = settings_or_fail(config)
-    with _direct(settings) as direct:
-        if direct is not None:
-            engine, client = direct
-            try:
-                result = verdict_json(verify_row(engine, client, ods_table, row, version=version))
-            except NotarizationError as e:
-                fail(str(e))
-        else:
-            params = {} if version is None else {"version": version}
-            result = _ask(
-                settings,
-                lambda http: http.get(
-                    f"/v1/records/{url_quote(ods_table, safe='')}/{url_quote(row, safe='')}/verify",
-                    params=params,
-                ),
-            )
+    result = verify_record(settings, ods_table, row, version=version)
     if proof_out is not None and "proof" in result:
         proof_out.write_text(str(result["proof"]) + "\n", encoding="ascii")
     if as_json:
