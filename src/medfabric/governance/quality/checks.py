@@ -3,7 +3,11 @@
 A :class:`Check` says which rows of one DWD table it looks at and which of them fail, as SQL
 over the table aliased ``t``: either a boolean expression ``expr`` (NULL = the row is not
 checked, e.g. the column is empty) with optional ``joins``, or a whole ``sql`` query returning
-``(hospital, row_id, failed)`` for checks that need windows. The runner adds what governance
+``(hospital, row_id, failed)`` for checks that need windows. Joins are LEFT JOINs on a unique
+key of the joined table (never multiplying rows) under aliases that either mean the same join
+everywhere (``p`` person, ``r`` lab reference, ``b`` arrival batch, ``j_<fk>`` the row a
+reference points to) or belong to one rule (``x_<rule id>``), so that the runner can evaluate
+every expression check of a table in one query. The runner adds what governance
 set aside before DWD: quarantined rows fail the completeness of the required column they miss,
 nulled values fail their column's format or value domain, removed duplicates fail uniqueness.
 
@@ -57,7 +61,7 @@ class Check:
     severity: str = "error"
     origin: str = "model"
     expr: str | None = None
-    joins: str = ""
+    joins: tuple[str, ...] = ()
     sql: str | None = None
 
 
@@ -174,7 +178,7 @@ class _Refs:
             return f"t.{quote(ref)}"
         alias = self.aliases.get(fk)
         if alias is None:
-            alias = f"j{len(self.aliases) + 1}"
+            alias = f"j_{fk}"
             self.aliases[fk] = alias
             ref_table, ref_col = self.table.column(fk).references or ("", "")
             other = self.model.tables[ref_table]
@@ -196,9 +200,14 @@ _SEX = (
     "CASE WHEN p.sex_code = '2' THEN r.{lo}_f WHEN p.sex_code = '1' THEN r.{lo}_m "
     "ELSE {agg}(r.{lo}_m, r.{lo}_f) END"
 )
-_LAB_JOINS = (
-    "JOIN dq_lab_ref r ON r.item = t.item_code LEFT JOIN dwd.person p ON p.person_id = t.person_id"
-)
+_PERSON_JOIN = "LEFT JOIN dwd.person p ON p.person_id = t.person_id"
+_LAB_REF_JOIN = "LEFT JOIN dq_lab_ref r ON r.item = t.item_code"
+_ARRIVAL_JOIN = "LEFT JOIN ingest.batches b ON b.batch_id = t._batch_id"
+
+
+def _alias(rule: Rule) -> str:
+    """A join alias owned by one rule (rules of one table share a query)."""
+    return "x_" + re.sub(r"[^a-z0-9]", "_", rule.id)
 
 
 def _normalized(expr: str) -> str:
@@ -252,40 +261,48 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
         assert isinstance(tol, timedelta)
         limits = ["(SELECT run_at FROM dq_ctx)", f"t._source_updated_at + {_interval(tol)}"]
         if has_arrival:
-            refs.joins.append("LEFT JOIN ingest.batches b ON b.batch_id = t._batch_id")
+            refs.joins.append(_ARRIVAL_JOIN)
             limits.append("CAST(b.received_at AS TIMESTAMP)")
         expr = f"CASE WHEN {c} IS NOT NULL THEN {c} > least({', '.join(limits)}) END"
     elif rule.kind == "sex_specific":
         col = str(p["column"])
         columns = (col, "person_id")
         system = literal(str(p["code_system"]))
+        alias = _alias(rule)
         refs.joins.append(
-            f"JOIN dq_code_sex s ON s.system = {system} AND s.code = t.{quote(col)} "
-            "JOIN dwd.person p ON p.person_id = t.person_id AND p.sex_code IN ('1', '2')"
+            f"LEFT JOIN dq_code_sex {alias} ON {alias}.system = {system} AND "
+            f"{alias}.code = t.{quote(col)}"
         )
-        expr = "s.sex <> p.sex_code"
+        refs.joins.append(_PERSON_JOIN)
+        expr = (
+            f"CASE WHEN {alias}.sex IS NOT NULL AND p.sex_code IN ('1', '2') THEN "
+            f"{alias}.sex <> p.sex_code END"
+        )
     elif rule.kind == "lab_limits":
         columns = ("value_numeric", "item_code")
+        alias = _alias(rule)
         refs.joins.append(
-            f"JOIN dq_lab_limits l ON l.rule_id = {literal(rule.id)} AND l.item = t.item_code"
+            f"LEFT JOIN dq_lab_limits {alias} ON {alias}.rule_id = {literal(rule.id)} AND "
+            f"{alias}.item = t.item_code"
         )
         v = "CAST(t.value_numeric AS DOUBLE)"
         expr = (
-            f"CASE WHEN t.value_numeric IS NOT NULL THEN "
-            f"coalesce({v} < l.min_v, false) OR coalesce({v} > l.max_v, false) END"
+            f"CASE WHEN t.value_numeric IS NOT NULL AND {alias}.item IS NOT NULL THEN "
+            f"coalesce({v} < {alias}.min_v, false) OR coalesce({v} > {alias}.max_v, false) END"
         )
     elif rule.kind in ("lab_flag", "lab_unit"):
         columns = ("value_numeric", "abnormal_flag", "item_code")
         tol = float(p["tolerance"])  # type: ignore[arg-type]
         lo = _SEX.format(lo="lo", agg="least")
         hi = _SEX.format(lo="hi", agg="greatest")
-        refs.joins.append(_LAB_JOINS)
+        refs.joins += [_LAB_REF_JOIN, _PERSON_JOIN]
         v = "CAST(t.value_numeric AS DOUBLE)"
         fl = "t.abnormal_flag"
         lo_t, hi_t = f"(({lo}) * {1 - tol})", f"(({hi}) * {1 + tol})"
         if rule.kind == "lab_flag":
             expr = (
-                f"CASE WHEN t.value_numeric IS NOT NULL AND {fl} IN ('N', 'H', 'HH', 'L', 'LL') "
+                f"CASE WHEN t.value_numeric IS NOT NULL AND r.item IS NOT NULL AND "
+                f"{fl} IN ('N', 'H', 'HH', 'L', 'LL') "
                 f"THEN coalesce(({fl} = 'N' AND ({v} < {lo_t} OR {v} > {hi_t})) "
                 f"OR ({fl} IN ('H', 'HH') AND {v} < {lo_t}) "
                 f"OR ({fl} IN ('L', 'LL') AND {v} > {hi_t}), false) END"
@@ -303,7 +320,8 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
                 )
 
             expr = (
-                f"CASE WHEN t.value_numeric IS NOT NULL AND {v} > 0 THEN NOT {agrees(v)} AND "
+                f"CASE WHEN t.value_numeric IS NOT NULL AND r.item IS NOT NULL AND {v} > 0 "
+                f"THEN NOT {agrees(v)} AND "
                 f"EXISTS (SELECT 1 FROM dq_lab_ratio q WHERE q.item = t.item_code AND "
                 f"{agrees(f'({v} / q.r)')}) END"
             )
@@ -342,7 +360,7 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
         lag = p["max_lag"]
         assert isinstance(lag, timedelta)
         if has_arrival:
-            refs.joins.append("JOIN ingest.batches b ON b.batch_id = t._batch_id")
+            refs.joins.append(_ARRIVAL_JOIN)
             expr = (
                 f"CASE WHEN t.{quote(col)} IS NOT NULL THEN epoch(b.received_at) - "
                 f"epoch(CAST(t.{quote(col)} AS TIMESTAMP)) > {lag.total_seconds()} END"
@@ -357,7 +375,8 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
         raise ValueError(f"unknown rule kind {rule.kind!r}")
     return Check(
         rule.id, rule.kind, rule.category, rule.subcategory, rule.table, columns,
-        rule.description, rule.threshold, rule.severity, "rules", expr, " ".join(refs.joins), sql,
+        rule.description, rule.threshold, rule.severity, "rules", expr,
+        tuple(dict.fromkeys(refs.joins)), sql,
     )  # fmt: skip
 
 

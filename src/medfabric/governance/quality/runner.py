@@ -15,9 +15,9 @@ Invariants:
   row). ``status`` is ``not_applicable`` when the check saw no row of that hospital (no rows, or
   the column is never filled there), else ``fail`` when ``percent_failed > threshold``, else
   ``pass``.
-- Work is set-based: one query for all the expression checks of a table, one per check that
-  needs joins or windows, one for everything governance set aside (quarantine, nulled values,
-  removed duplicates). No Python loop over rows.
+- Work is set-based: one query for all the expression checks of a table (their joins
+  merged), one per check that needs windows, one for everything governance set aside
+  (quarantine, nulled values, removed duplicates). No Python loop over rows.
 - ``row_id`` is the DWD primary key (single-key tables) or the source address
   ``hospital/SYSTEM/TABLE/local_key`` (composite keys, and rows governance set aside) — the same
   string for rows whose key is their address.
@@ -46,7 +46,7 @@ from medfabric.governance.quality.checks import (
 )
 from medfabric.governance.quality.rules import RuleSet, load_rules
 from medfabric.standards.model import DwdModel, dwd_model
-from medfabric.warehouse.ddl import literal, qualified, quote
+from medfabric.warehouse.ddl import literal, qualified
 from medfabric.warehouse.engine import Engine
 
 DQ_SCHEMA = "dq"
@@ -199,19 +199,32 @@ def _collect(engine: Engine, run_id: int, counts: Counts, check_of: str) -> None
 
 def _run_table_exprs(engine: Engine, run_id: int, model: DwdModel, table: str,
                      checks: list[Check], counts: Counts) -> None:  # fmt: skip
+    """All the expression checks of one table in one pass: a wide temp table with one boolean
+    per check, counted per hospital in one query; only rows failing something are unpivoted
+    into failures."""
     t = model.tables[table]
-    cols = ", ".join(f"({c.expr}) AS {quote(c.id)}" for c in checks)
+    names = [f"c{i}" for i in range(len(checks))]
+    cols = ", ".join(f"({c.expr}) AS {n}" for c, n in zip(checks, names, strict=True))
+    joins = " ".join(dict.fromkeys(j for c in checks for j in c.joins))
     engine.execute(
         f"CREATE OR REPLACE TEMP TABLE dq_wide AS SELECT t._source_hospital AS hospital, "
-        f"{row_id(t)} AS row_id, {cols} FROM {qualified(t)} t"
+        f"{row_id(t)} AS row_id, {cols} FROM {qualified(t)} t {joins}"
     )
-    names = ", ".join(quote(c.id) for c in checks)
+    aggs = ", ".join(f"count({n}), count(*) FILTER (WHERE {n})" for n in names)
+    for row in engine.fetchall(f"SELECT hospital, {aggs} FROM dq_wide GROUP BY hospital"):
+        hospital = row[0]
+        _add(counts, [
+            (c.id, hospital, row[1 + 2 * i], row[2 + 2 * i]) for i, c in enumerate(checks)
+        ])  # fmt: skip
+    ids = " ".join(
+        f"WHEN {literal(n)} THEN {literal(c.id)}" for c, n in zip(checks, names, strict=True)
+    )
+    any_failed = " OR ".join(f"coalesce({n}, false)" for n in names)
     engine.execute(
-        f"CREATE OR REPLACE TEMP TABLE dq_eval AS SELECT check_id, hospital, {literal(table)} "
-        f"AS dwd_table, row_id, failed FROM dq_wide UNPIVOT INCLUDE NULLS "
-        f"(failed FOR check_id IN ({names}))"
+        f"INSERT INTO {DQ_SCHEMA}.failures SELECT {run_id}, CASE name {ids} END, hospital, "
+        f"{literal(table)}, row_id FROM (SELECT * FROM dq_wide WHERE {any_failed}) "
+        f"UNPIVOT (failed FOR name IN ({', '.join(names)})) WHERE failed"
     )
-    _collect(engine, run_id, counts, "check_id")
 
 
 def _run_one(engine: Engine, run_id: int, model: DwdModel, check: Check, counts: Counts) -> None:
@@ -221,7 +234,7 @@ def _run_one(engine: Engine, run_id: int, model: DwdModel, check: Check, counts:
     else:
         inner = (
             f"SELECT t._source_hospital AS hospital, {row_id(t)} AS row_id, ({check.expr}) AS "
-            f"failed FROM {qualified(t)} t {check.joins}"
+            f"failed FROM {qualified(t)} t {' '.join(check.joins)}"
         )
     engine.execute(
         f"CREATE OR REPLACE TEMP TABLE dq_eval AS SELECT {literal(check.id)} AS check_id, "
@@ -299,13 +312,13 @@ def run_quality(
         _helpers(engine, rs, m, started)
         hospitals = _hospitals(engine, m, has_gov, has_ingest)
         for table in m.tables:
-            simple = [c for c in checks if c.table == table and c.sql is None and not c.joins]
+            simple = [c for c in checks if c.table == table and c.sql is None]
             if simple:
                 t0 = time.perf_counter()
                 _run_table_exprs(engine, run_id, m, table, simple, counts)
                 timings[f"{table} ({len(simple)} checks)"] = time.perf_counter() - t0
         for c in checks:
-            if c.sql is not None or c.joins:
+            if c.sql is not None:
                 t0 = time.perf_counter()
                 _run_one(engine, run_id, m, c, counts)
                 timings[c.id] = time.perf_counter() - t0
