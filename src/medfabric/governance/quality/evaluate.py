@@ -28,6 +28,7 @@ from types import MappingProxyType
 import pyarrow as pa
 
 from medfabric.governance.quality.runner import DQ_SCHEMA
+from medfabric.governance.quality.scores import latest_run
 from medfabric.standards import codes
 from medfabric.warehouse.engine import Engine
 
@@ -149,10 +150,9 @@ def evaluate(engine: Engine, defects_csv: Path, *, run_id: int | None = None) ->
     """
     rows = read_truth(defects_csv)
     if run_id is None:
-        got = engine.fetchall(f"SELECT max(run_id) FROM {DQ_SCHEMA}.runs")[0][0]
-        if got is None:
+        run_id = latest_run(engine)
+        if run_id is None:
             raise TruthError("no quality run in this warehouse: run `medfabric quality run`")
-        run_id = int(got)
     kinds = dict(engine.fetchall(
         f"SELECT check_id, kind FROM {DQ_SCHEMA}.checks WHERE run_id = ?", [run_id]
     ))  # fmt: skip
@@ -215,7 +215,7 @@ def missed(engine: Engine, defects_csv: Path, defect: str, *, run_id: int | None
     """The injected defects of one type that no answering check flagged (for investigation)."""
     rows = [r for r in read_truth(defects_csv) if r["defect"] == defect]
     families = DEFECT_CHECKS.get(defect, ())
-    rid = run_id or int(engine.fetchall(f"SELECT max(run_id) FROM {DQ_SCHEMA}.runs")[0][0])
+    rid = run_id if run_id is not None else latest_run(engine)
     hit = {
         str(r[0])
         for r in engine.fetchall(

@@ -40,7 +40,14 @@ ORDER BY 1, 2, 3"""
 
 
 def latest_run(engine: Engine) -> int | None:
-    """The id of the latest quality run, or None."""
+    """The id of the latest quality run, or None (also when no run ever made schema ``dq``)."""
+    present = engine.fetchall(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+        "AND table_name = 'runs'",
+        [DQ_SCHEMA],
+    )[0][0]
+    if not present:
+        return None
     got = engine.fetchall(f"SELECT max(run_id) FROM {DQ_SCHEMA}.runs")[0][0]
     return None if got is None else int(got)
 
