@@ -328,31 +328,34 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
     elif rule.kind == "near_duplicate":
         keys: tuple[tuple[str, ...], ...] = p["keys"]  # type: ignore[assignment]
         pk = set(table.primary_key)
-        rid = row_id(table)
-        selects = [f"SELECT t._source_hospital AS hospital, {rid} AS row_id, false AS dup FROM "
-                   f"{qualified(table)} t"]  # fmt: skip
+        hashes: list[str] = []
         names: list[str] = []
-        for key_set in keys:
+        for i, key_set in enumerate(keys):
             if key_set == ("*",):
                 exprs = [f"t.{quote(c.name)}" for c in _own(table) if c.name not in pk]
                 names += [c.name for c in _own(table) if c.name not in pk]
-                where = ""
+                filled = "true"
             else:
                 exprs = [_key_expr(k) for k in key_set]
                 names += list(key_set)
-                where = " WHERE " + " AND ".join(
-                    f"({e}) IS NOT NULL AND ({e}) <> ''" for e in exprs
-                )
-            selects.append(
-                f"SELECT t._source_hospital, {rid}, row_number() OVER (PARTITION BY "
-                f"t._source_hospital, {', '.join(exprs)} ORDER BY length(t._source_key), "
-                f"t._source_key) > 1 FROM {qualified(table)} t{where}"
-            )
+                filled = " AND ".join(f"coalesce(({e}) <> '', false)" for e in exprs)
+            hashes.append(f"CASE WHEN {filled} THEN hash({', '.join(exprs)}) END AS k{i}")
+        # Rows are grouped on a 64-bit hash of each key set (a false match needs a collision
+        # within one hospital: ~n²/2⁶⁵, 3·10⁻⁸ for a million rows); only rows whose hash
+        # repeats are ordered, so the window runs on the few candidates, not on every row.
+        dups = " UNION ALL ".join(
+            f"SELECT row_id FROM (SELECT row_id, row_number() OVER (PARTITION BY hospital, k{i} "
+            f"ORDER BY kl, sk) AS rn FROM dq_base WHERE (hospital, k{i}) IN (SELECT "
+            f"(hospital, k{i}) FROM dq_base WHERE k{i} IS NOT NULL GROUP BY ALL "
+            f"HAVING count(*) > 1)) WHERE rn > 1"
+            for i in range(len(keys))
+        )
         columns = tuple(dict.fromkeys(names))
         sql = (
-            "SELECT hospital, row_id, bool_or(dup) AS failed FROM ("
-            + " UNION ALL ".join(selects)
-            + ") GROUP BY hospital, row_id"
+            f"WITH dq_base AS (SELECT t._source_hospital AS hospital, {row_id(table)} AS row_id, "
+            f"length(t._source_key) AS kl, t._source_key AS sk, {', '.join(hashes)} "
+            f"FROM {qualified(table)} t) SELECT hospital, row_id, row_id IN ({dups}) AS failed "
+            f"FROM dq_base"
         )
     elif rule.kind == "timeliness":
         col = str(p["column"])
