@@ -23,7 +23,7 @@ from medfabric.governance.quality.runner import CheckResult, QualityRun, run_qua
 from medfabric.governance.quality.scores import scores, trend
 from medfabric.standards.elements import data_elements
 from medfabric.standards.model import Column, dwd_model
-from medfabric.warehouse import DuckDBEngine
+from medfabric.warehouse import DuckDBEngine, WarehouseError
 
 CATEGORIES = {"conformance", "completeness", "plausibility", "uniqueness", "timeliness"}
 
@@ -303,3 +303,42 @@ def test_the_quality_commands(governed: GovernedRegion, tmp_path: Path) -> None:
     bad.write_text('version: "1"\nrules:\n  - {id: a.b, kind: range, table: nope}\n', "utf-8")
     got = runner.invoke(app, ["quality", "run", "-c", str(config), "--rules", str(bad)])
     assert got.exit_code == 2 and "bad.yaml:3:" in got.output
+
+
+def test_a_warehouse_without_dwd_is_refused_clearly() -> None:
+    e = DuckDBEngine(":memory:")
+    try:
+        with pytest.raises(WarehouseError, match=r"no DWD tables.*govern run"):
+            run_quality(e)
+    finally:
+        e.close()
+
+
+def test_a_unit_mix_up_is_told_apart_from_an_abnormal_value(engine: DuckDBEngine) -> None:
+    """A normal glucose written in mg/dL but labelled mmol/L fails the unit check; a high
+    glucose that the LIS flagged high does not."""
+    pick = (
+        "SELECT min(lab_result_id) FROM dwd.lab_result WHERE item_code = 'GLU' AND "
+        "abnormal_flag = 'N' AND _source_hospital = 'H01'"
+    )
+    mixed = engine.fetchall(pick)[0][0]
+    engine.execute(
+        "UPDATE dwd.lab_result SET value_numeric = value_numeric * 18.016 WHERE lab_result_id = ?",
+        [mixed],
+    )
+    high = engine.fetchall(pick.replace("min(", "max("))[0][0]
+    engine.execute(
+        "UPDATE dwd.lab_result SET value_numeric = 14.2, abnormal_flag = 'H' "
+        "WHERE lab_result_id = ?",
+        [high],
+    )
+    run = run_quality(engine)
+    failing = {
+        (str(c), str(r))
+        for c, r in engine.fetchall(
+            "SELECT check_id, row_id FROM dq.failures WHERE run_id = ?", [run.run_id]
+        )
+    }
+    assert ("lab_result.unit.mixup", mixed) in failing
+    assert ("lab_result.flag.consistent", mixed) in failing
+    assert not {c for c, r in failing if r == high}

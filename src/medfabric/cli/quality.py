@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from medfabric.cli.common import console, fail, settings_or_fail
-from medfabric.governance.quality import evaluate as quality_eval
+from medfabric.governance.quality.evaluate import TruthError, evaluate
 from medfabric.governance.quality.report import ReportError, render_html, render_json, report_data
 from medfabric.governance.quality.rules import RulesError, load_rules
 from medfabric.governance.quality.runner import run_quality
@@ -134,8 +134,8 @@ def eval_cmd(
     when the recall of any defect type is below 95 %."""
     engine = _open(config)
     try:
-        rows = quality_eval.evaluate(engine, truth)
-    except quality_eval.TruthError as e:
+        rows = evaluate(engine, truth)
+    except TruthError as e:
         fail(str(e))
     except WarehouseError as e:
         fail(str(e))

@@ -7,3 +7,39 @@ set-based SQL and stores schema ``dq``; ``scores`` computes DQD-style scores and
 ``report`` renders JSON and HTML; ``evaluate`` measures recall and precision against the
 simulator's injected defects. See docs/quality.md.
 """
+
+from medfabric.governance.quality.checks import Check, generate_checks, model_checks, rule_checks
+from medfabric.governance.quality.evaluate import DefectScore, TruthError, evaluate
+from medfabric.governance.quality.report import (
+    ReportError,
+    render_html,
+    render_json,
+    report_data,
+)
+from medfabric.governance.quality.rules import Rule, RulesError, RuleSet, load_rules
+from medfabric.governance.quality.runner import CheckResult, QualityRun, run_quality
+from medfabric.governance.quality.scores import Score, scores, trend
+
+__all__ = [
+    "Check",
+    "CheckResult",
+    "DefectScore",
+    "QualityRun",
+    "ReportError",
+    "Rule",
+    "RuleSet",
+    "RulesError",
+    "Score",
+    "TruthError",
+    "evaluate",
+    "generate_checks",
+    "load_rules",
+    "model_checks",
+    "render_html",
+    "render_json",
+    "report_data",
+    "rule_checks",
+    "run_quality",
+    "scores",
+    "trend",
+]

@@ -22,7 +22,7 @@ Generated from the model (never written by hand, one source of truth with the DD
 
 Helper tables the SQL reads (created by the runner for each run): ``dq_ctx(run_at)``,
 ``dq_codes(domain, code)``, ``dq_code_sex(system, code, sex)``,
-``dq_lab_ref(item, lo_m, hi_m, lo_f, hi_f)``, ``dq_lab_limits(rule_id, item, min_v, max_v)``,
+``dq_lab_ref(item, lo_m, hi_m, lo_f, hi_f, floor)``, ``dq_lab_limits(rule_id, item, min_v, max_v)``,
 ``dq_lab_ratio(item, r)``.
 """
 
@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from medfabric.governance.quality.rules import Rule, RuleSet
+from medfabric.governance.quality.rules import Rule, RuleSet, load_rules
 from medfabric.standards import codes
 from medfabric.standards.model import Column, DwdModel, Table, dwd_model
 from medfabric.warehouse.ddl import literal, qualified, quote
@@ -309,6 +309,9 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
             )
         else:
             frac = float(p["implied_low_fraction"])  # type: ignore[arg-type]
+            # At the smallest reportable value (CRP 0.1 mg/L) a low result and a tenfold unit
+            # error look the same; with skip_reporting_limit such values are not judged.
+            floor = f" AND {v} > r.floor * 1.0001" if p["skip_reporting_limit"] else ""
             lo_eff = f"(coalesce({lo}, ({hi}) * {frac}) * {1 - tol})"
 
             def agrees(x: str) -> str:
@@ -320,7 +323,7 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
                 )
 
             expr = (
-                f"CASE WHEN t.value_numeric IS NOT NULL AND r.item IS NOT NULL AND {v} > 0 "
+                f"CASE WHEN t.value_numeric IS NOT NULL AND r.item IS NOT NULL AND {v} > 0{floor} "
                 f"THEN NOT {agrees(v)} AND "
                 f"EXISTS (SELECT 1 FROM dq_lab_ratio q WHERE q.item = t.item_code AND "
                 f"{agrees(f'({v} / q.r)')}) END"
@@ -409,8 +412,6 @@ def generate_checks(
     >>> any(c.id == "person.name.required" for c in generate_checks())
     True
     """
-    from medfabric.governance.quality.rules import load_rules
-
     m = dwd_model() if model is None else model
     rs = load_rules(model=m) if rules is None else rules
     out = model_checks(m) + rule_checks(rs, m, has_arrival=has_arrival)
@@ -456,11 +457,15 @@ def code_sex_rows() -> Iterator[tuple[str, str, str]]:
             yield "lab_items", code, "1" if male else "2"
 
 
-def lab_ref_rows() -> Iterator[tuple[str, float | None, float | None, float | None, float | None]]:
-    """(item, lo_m, hi_m, lo_f, hi_f) of every numeric lab item (lab_items.csv)."""
+_Ref = tuple[str, float | None, float | None, float | None, float | None, float]
+
+
+def lab_ref_rows() -> Iterator[_Ref]:
+    """(item, lo_m, hi_m, lo_f, hi_f, floor) of every numeric lab item (lab_items.csv);
+    ``floor`` is the smallest reportable value, 10^-decimals."""
     for code, i in codes.lab_items().items():
         if i.value_type == "N":
-            yield code, i.ref_low_m, i.ref_high_m, i.ref_low_f, i.ref_high_f
+            yield code, i.ref_low_m, i.ref_high_m, i.ref_low_f, i.ref_high_f, 10.0**-i.decimals
 
 
 def lab_limit_rows(rules: RuleSet) -> Iterator[tuple[str, str, float | None, float | None]]:
@@ -472,7 +477,7 @@ def lab_limit_rows(rules: RuleSet) -> Iterator[tuple[str, str, float | None, flo
         low_f = float(rule.params["low_factor"])  # type: ignore[arg-type]
         high_f = rule.params["high_factor"]
         items: Mapping[str, Mapping[str, float]] = rule.params["items"]  # type: ignore[assignment]
-        for code, lo_m, hi_m, lo_f, hi_f in lab_ref_rows():
+        for code, lo_m, hi_m, lo_f, hi_f, _ in lab_ref_rows():
             lows = [x for x in (lo_m, lo_f) if x is not None]
             highs = [x for x in (hi_m, hi_f) if x is not None]
             min_v: float | None = min(lows) * low_f if lows else 0.0 * low_f

@@ -59,7 +59,7 @@ _FIELDS: Mapping[str, set[str]] = {
     "sex_specific": {"column", "code_system"},
     "lab_limits": {"low_factor", "high_factor", "items"},
     "lab_flag": {"tolerance"},
-    "lab_unit": {"tolerance", "implied_low_fraction"},
+    "lab_unit": {"tolerance", "implied_low_fraction", "skip_reporting_limit"},
     "near_duplicate": {"keys"},
     "timeliness": {"column", "max_lag"},
     "sql": {"predicate", "when"},
@@ -84,7 +84,8 @@ class Rule:
     - not_future: ``column``, ``tolerance``;
     - sex_specific: ``column``, ``code_system``;
     - lab_limits: ``low_factor``, ``high_factor``, ``items`` (item → {min, max});
-    - lab_flag: ``tolerance``; lab_unit: ``tolerance``, ``implied_low_fraction``;
+    - lab_flag: ``tolerance``; lab_unit: ``tolerance``, ``implied_low_fraction``,
+      ``skip_reporting_limit``;
     - near_duplicate: ``keys`` (tuple of key sets; ``("*",)`` = every own non-key column);
     - timeliness: ``column``, ``max_lag`` (timedelta);
     - sql: ``predicate`` (must hold), ``when`` (the row is checked only when it holds).
@@ -350,6 +351,13 @@ class _Parser:
             out["implied_low_fraction"] = (
                 0.0 if frac is None else self.number(frac, "implied_low_fraction", low=0)
             )
+            skip = fields.get("skip_reporting_limit")
+            out["skip_reporting_limit"] = False
+            if skip is not None:
+                raw = self.scalar(skip, "skip_reporting_limit")
+                if raw not in ("true", "false"):
+                    raise self.fail(skip, "'skip_reporting_limit' must be true or false")
+                out["skip_reporting_limit"] = raw == "true"
         if kind == "near_duplicate":
             seq = self.need(fields, "keys", node)
             if not isinstance(seq, yaml.SequenceNode) or not seq.value:

@@ -47,7 +47,7 @@ from medfabric.governance.quality.checks import (
 from medfabric.governance.quality.rules import RuleSet, load_rules
 from medfabric.standards.model import DwdModel, dwd_model
 from medfabric.warehouse.ddl import literal, qualified
-from medfabric.warehouse.engine import Engine
+from medfabric.warehouse.engine import Engine, WarehouseError
 
 DQ_SCHEMA = "dq"
 STATUSES = ("pass", "fail", "not_applicable")
@@ -157,8 +157,8 @@ def _helpers(engine: Engine, rules: RuleSet, model: DwdModel, run_at: datetime) 
                    [run_at.astimezone(UTC).replace(tzinfo=None)])  # fmt: skip
     _temp(engine, "dq_codes", ("domain", "code"), list(code_rows(model)), (s, s))
     _temp(engine, "dq_code_sex", ("system", "code", "sex"), list(code_sex_rows()), (s, s, s))
-    _temp(engine, "dq_lab_ref", ("item", "lo_m", "hi_m", "lo_f", "hi_f"), list(lab_ref_rows()),
-          (s, f, f, f, f))  # fmt: skip
+    _temp(engine, "dq_lab_ref", ("item", "lo_m", "hi_m", "lo_f", "hi_f", "floor"),
+          list(lab_ref_rows()), (s, f, f, f, f, f))  # fmt: skip
     _temp(engine, "dq_lab_limits", ("rule_id", "item", "min_v", "max_v"),
           list(lab_limit_rows(rules)), (s, s, f, f))  # fmt: skip
     _temp(engine, "dq_lab_ratio", ("item", "r"), list(lab_ratio_rows()), (s, f))
@@ -292,13 +292,16 @@ def run_quality(
 
     Raises:
         RulesError: the shipped rules file is invalid (when ``rules`` is not given).
-        WarehouseError: a query failed (the message carries the SQL).
+        WarehouseError: the warehouse has no DWD tables, or a query failed (the message
+            carries the SQL).
     """
     m = dwd_model() if model is None else model
     rs = load_rules(model=m) if rules is None else rules
     started = datetime.now(UTC) if now is None else now.astimezone(UTC)
     clock = time.perf_counter()
     timings: dict[str, float] = {}
+    if not _exists(engine, "dwd", next(iter(m.tables))):
+        raise WarehouseError("no DWD tables in this warehouse: run `medfabric govern run` first")
     ensure_schema(engine)
     has_ingest = _exists(engine, "ingest", "batches")
     has_gov = _exists(engine, "gov", "quarantine")
