@@ -72,6 +72,9 @@ def test_injected_defects_are_found(governed: GovernedRegion, first_run: tuple[P
         assert s.recall is not None and s.recall >= 0.95, s
         assert s.flagged >= s.found > 0
         assert s.precision is not None and 0 < s.precision <= 1
+    for s in rows:  # the per-check breakdown adds up
+        assert s.by_check and max(f for _, f, _ in s.by_check) <= s.flagged
+        assert sum(hits for _, _, hits in s.by_check) >= s.true_positives
     # Only a wrong_unit whose units share one factor is excused, and it really is a no-op.
     assert all(s.no_effect == 0 for s in rows if s.defect != "wrong_unit")
 

@@ -154,6 +154,11 @@ def eval_cmd(
         if s.recall is not None and s.recall < RECALL_GATE:
             low.append(s.defect)
     console.print(table)
+    per_check = Table("defect", "check", "flagged", "of this type", title="Flagged rows per check")
+    for s in rows:
+        for check_id, flagged, hits in s.by_check:
+            per_check.add_row(s.defect, check_id, str(flagged), str(hits))
+    console.print(per_check)
     console.print(
         "[dim]no effect: a wrong_unit whose unit has the labelled unit's factor (the value is "
         "right); recall = found / (injected − no effect).[/]"

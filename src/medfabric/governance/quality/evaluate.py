@@ -65,6 +65,7 @@ class DefectScore:
     true_positives: int
     any_defect_flagged: int
     checks: tuple[str, ...]
+    by_check: tuple[tuple[str, int, int], ...] = ()  # (check id, rows flagged, of this type)
 
     @property
     def observable(self) -> int:
@@ -198,6 +199,10 @@ def evaluate(engine: Engine, defects_csv: Path, *, run_id: int | None = None) ->
         out.append(DefectScore(
             defect, len(addresses), len(ne), len(found - ne), len(rows_flagged),
             len(rows_flagged & addresses), len(rows_flagged & every_defect), tuple(mine),
+            tuple(
+                (c, len(flagged.get(c, set())), len(flagged.get(c, set()) & addresses))
+                for c in mine if flagged.get(c)
+            ),
         ))  # fmt: skip
     return out
 
