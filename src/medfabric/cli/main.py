@@ -14,6 +14,7 @@ from medfabric.cli import (
     ledger,
     lineage,
     provenance,
+    quality,
     receiver,
     simulate,
     standards,
@@ -34,6 +35,7 @@ app.add_typer(gateway.app, name="gateway")
 app.add_typer(receiver.app, name="receiver")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(govern.app, name="govern")
+app.add_typer(quality.app, name="quality")
 app.command("verify")(provenance.verify_cmd)
 app.command("lineage")(lineage.lineage_cmd)
 ledger.app.command("audit")(provenance.audit_cmd)
