@@ -159,7 +159,7 @@ def test_a_check_without_rows_is_not_applicable(engine: DuckDBEngine) -> None:
     h02 = [r for r in run.results if r.dwd_table == "imaging_study" and r.hospital == "H02"]
     assert "pass" in {r.status for r in h02}
     # A column the hospital's mapping never fills: checked on no row, so not applicable.
-    unfilled = _result(run, "visit.age_years.format", "H01")
+    unfilled = _result(run, "person.postal_code.format", "H01")
     assert (unfilled.status, unfilled.rows_checked) == ("not_applicable", 0)
 
 

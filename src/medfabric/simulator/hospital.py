@@ -13,6 +13,7 @@ and item, not from the hospital's generator, so a result repeated elsewhere days
 from __future__ import annotations
 
 import csv
+import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -560,11 +561,16 @@ class HospitalRenderer:
             units = self.factors.get(code, {})
             unit = lis.lab_unit(code, item.unit) if item.value_type == "N" else ""
             factor = units.get(unit, 1.0) if unit else 1.0
-            decimals = item.decimals if factor >= 1 else max(0, item.decimals - 1)
+            # A value in a larger unit needs more decimals (creatinine 88 µmol/L = 1.00 mg/dL).
+            decimals = max(0, item.decimals + round(math.log10(factor)))
             ref = item.ref_text
             if item.value_type == "N":
                 ref = "-".join("" if b is None else f"{b / factor:.{decimals}f}" for b in (lo, hi))
-            other = next((u for u in units if u != unit), "") if item.value_type == "N" else ""
+            # The unit a mislabelled value is really in: one that changes the number (mEq/L
+            # labelled mmol/L would be no defect at all).
+            other = next(
+                (u for u in units if u != unit and abs(units[u] / factor - 1) > 0.2), ""
+            ) if item.value_type == "N" else ""  # fmt: skip
             out.append(
                 _ItemSpec(code, item, item.name_zh, unit, factor, decimals, ref, lo, hi, other,
                           units.get(other, 1.0))
