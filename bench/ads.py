@@ -16,7 +16,13 @@ What runs, in one process on one DuckDB file (not timed: building the data):
   visits moved to another day, spread over every partition — then ``refresh_ads()``.
 - check: the incremental tables equal a full rebuild (EXCEPT ALL both ways).
 
-Usage: .venv/bin/python bench/ads.py [--rows 1000000] [--out bench/out/ads]
+``--results-only``: DWD holds only the lab results, as after bench/govern.py (its lab reports,
+visits and diagnoses are not simulated); the appended step adds 1 % lab results.
+
+Times are wall-clock and, in brackets, the process's CPU time (all DuckDB threads): on a shared
+machine the CPU time is the steadier figure.
+
+Usage: .venv/bin/python bench/ads.py [--rows 1000000] [--out bench/out/ads] [--results-only]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from medfabric.governance.ads import AdsReport, models, refresh_ads
@@ -46,6 +53,20 @@ ITEMS = [i.code for i in codes.lab_items().values() if i.value_type == "N"]
 def _r(seed: str, n: int) -> str:
     """A pseudo-random integer in [0, n) from the row number ``i`` and a seed."""
     return f"CAST(hash(i, '{seed}') % {n} AS BIGINT)"
+
+
+def build_results_only(engine: DuckDBEngine, rows: int, start: int = 0) -> None:
+    """Insert ``rows`` lab results of one hospital and nothing else, as bench/govern.py's DWD
+    holds (its reports, visits and diagnoses are not simulated)."""
+    items = "[" + ", ".join(f"'{x}'" for x in ITEMS) + "]"
+    engine.execute(
+        f"""INSERT INTO dwd.lab_result (lab_result_id, lab_report_id, person_id, institution_code,
+    item_code, item_name, value_numeric, unit, _source_hospital, _source_system, _source_table,
+    _source_key, _source_updated_at, _batch_id, _ods_content_hash, _mapping_version)
+SELECT 'X/' || i, 'R/' || (i // 10), 'P/' || {_r("p", 50_000)}, 'H01',
+    {items}[1 + {_r("it", len(ITEMS))}], 'item', 4 + {_r("val", 600)} / 100.0, 'u',
+    {LINEAGE} FROM range({start}, {start + rows}) t(i)"""
+    )
 
 
 def build(engine: DuckDBEngine, rows: int, start: int = 0, day0: int = 0, days: int = 180) -> None:
@@ -161,15 +182,13 @@ def same_as_full(path: Path, work: Path) -> bool:
     return True
 
 
-def _line(label: str, seconds: float, report: AdsReport) -> None:
+def _line(label: str, wall: float, cpu: float, report: AdsReport) -> None:
     touched = ", ".join(
-        f"{m.model} {m.partitions} ({m.seconds:.3f} s)"
-        for m in report.models
-        if m.mode == "incremental"
+        f"{m.model} {m.partitions}" for m in report.models if m.mode == "incremental"
     )
     print(
-        f"{label:<28} {seconds:7.3f} s   fingerprints {report.fingerprint_seconds:6.3f} s"
-        + (f"   partitions: {touched}" if touched else "")
+        f"{label:<28} {wall:7.3f} s [cpu {cpu:6.3f} s]   fingerprints "
+        f"{report.fingerprint_seconds:6.3f} s" + (f"   recomputed: {touched}" if touched else "")
     )
 
 
@@ -178,6 +197,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=Path("bench/out/ads"))
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--results-only", action="store_true")
     args = ap.parse_args()
     rows: int = args.rows
     shutil.rmtree(args.out, ignore_errors=True)
@@ -185,9 +205,7 @@ def main() -> None:
     path = args.out / "warehouse.duckdb"
     figures: dict[str, float] = {}
     with DuckDBEngine(path, threads=args.threads) as engine:
-        for stmt in schema_sql():
-            engine.execute(stmt)
-        for stmt in GOV_DDL:
+        for stmt in (*schema_sql(), *GOV_DDL):
             engine.execute(stmt)
         engine.execute(
             f"INSERT INTO {GOV_SCHEMA}.runs VALUES (TIMESTAMPTZ '2025-07-01 00:00:00+00', "
@@ -199,39 +217,47 @@ def main() -> None:
             "TIMESTAMPTZ '2025-07-01 00:00:30+00' FROM range(3) t(i)"
         )
         t = time.perf_counter()
-        build(engine, rows)
-        print(f"built {rows:,} lab results and the rest in {time.perf_counter() - t:.1f} s")
-        for label, key, step in (
-            ("full rebuild", "full_s", lambda: refresh_ads(engine, full=True)),
-            ("incremental, nothing new", "nothing_s", lambda: refresh_ads(engine)),
-        ):
-            t = time.perf_counter()
-            report = step()
-            figures[key] = time.perf_counter() - t
-            figures[key.replace("_s", "_fingerprint_s")] = report.fingerprint_seconds
-            _line(label, figures[key], report)
-        build(engine, rows // 100, start=rows, day0=180, days=1)
-        t = time.perf_counter()
-        report = refresh_ads(engine)
-        figures["appended_s"] = time.perf_counter() - t
-        figures["appended_fingerprint_s"] = report.fingerprint_seconds
-        _line("incremental, 1 % appended", figures["appended_s"], report)
-        scatter(engine)
-        t = time.perf_counter()
-        report = refresh_ads(engine)
-        figures["scattered_s"] = time.perf_counter() - t
-        figures["scattered_fingerprint_s"] = report.fingerprint_seconds
-        _line("incremental, 1 % scattered", figures["scattered_s"], report)
+        if args.results_only:
+            build_results_only(engine, rows)
+        else:
+            build(engine, rows)
+        print(f"built {rows:,} lab results (and the rest) in {time.perf_counter() - t:.1f} s")
+
+        def append() -> None:
+            if args.results_only:
+                build_results_only(engine, rows // 100, start=rows)
+            else:
+                build(engine, rows // 100, start=rows, day0=180, days=1)
+
+        steps: list[tuple[str, str, Callable[[], None] | None, bool]] = [
+            ("full rebuild", "full", None, True),
+            ("incremental, nothing new", "nothing", None, False),
+            ("incremental, 1 % appended", "appended", append, False),
+        ]
+        if not args.results_only:
+            steps.append(
+                ("incremental, 1 % scattered", "scattered", lambda: scatter(engine), False)
+            )
+        for label, key, change, full in steps:
+            if change is not None:
+                change()
+            wall, cpu = time.perf_counter(), time.process_time()
+            report = refresh_ads(engine, full=full)
+            figures[f"{key}_s"] = time.perf_counter() - wall
+            figures[f"{key}_cpu_s"] = time.process_time() - cpu
+            figures[f"{key}_fingerprint_s"] = report.fingerprint_seconds
+            _line(label, figures[f"{key}_s"], figures[f"{key}_cpu_s"], report)
     equal = same_as_full(path, args.out)
     print(f"incremental tables equal a full rebuild: {equal}")
     print(
-        f"appended / full: {figures['appended_s'] / figures['full_s']:.1%}; "
-        f"scattered / full: {figures['scattered_s'] / figures['full_s']:.1%}"
+        f"appended / full: {figures['appended_s'] / figures['full_s']:.1%} "
+        f"(cpu {figures['appended_cpu_s'] / figures['full_cpu_s']:.1%})"
     )
     (args.out / "figures.json").write_text(
         json.dumps(
             {
-                "rows": rows, "equal_to_full": equal, **figures,
+                "rows": rows, "results_only": args.results_only, "equal_to_full": equal,
+                **figures,
                 "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
             },
             indent=1,

@@ -596,3 +596,41 @@ def test_cli_refresh_and_show(governed: GovernedRegion, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "diabetics" in json.loads(result.output)
     result = runner.invoke(app, ["ads", "show", "finance", "-c", str(config)])
     assert result.exit_code == 2 and "unknown theme" in result.output
+
+
+def test_labs_of_a_person_who_becomes_chronic_are_picked_up(
+    governed: GovernedRegion, tmp_path: Path
+) -> None:
+    """Lab results of people without a chronic diagnosis are not fingerprinted; when such a
+    person is diagnosed, the refresh still finds their earlier results."""
+    path = copy_warehouse(governed, tmp_path)
+    with DuckDBEngine(path) as e:
+        refresh_ads(e)
+        person, visit = e.fetchall(
+            "SELECT person_id, visit_id FROM dwd.visit WHERE person_id NOT IN (SELECT person_id "
+            "FROM ads.chronic_registry) ORDER BY visit_id LIMIT 1"
+        )[0]
+        e.execute(
+            "INSERT INTO dwd.lab_result (lab_result_id, lab_report_id, person_id, "
+            "institution_code, item_code, item_name, value_numeric, unit, _source_hospital, "
+            "_source_system, _source_table, _source_key, _source_updated_at, _batch_id, "
+            f"_ods_content_hash, _mapping_version) VALUES ('H01/new/a1c', 'none', ?, 'H01', "
+            f"'HBA1C', '糖化血红蛋白', 8.2, '%', {LINEAGE})",
+            [person],
+        )
+        modes = {m.model: m.mode for m in refresh_ads(e).models}
+        assert modes["chronic_registry"] == "unchanged"
+        e.execute(
+            "INSERT INTO dwd.diagnosis (diagnosis_id, visit_id, person_id, institution_code, "
+            "diagnosis_code, diagnosed_at, _source_hospital, _source_system, _source_table, "
+            "_source_key, _source_updated_at, _batch_id, _ods_content_hash, _mapping_version) "
+            f"VALUES ('H01/new/dx', ?, ?, 'H01', 'E11.9', NULL, {LINEAGE})",
+            [visit, person],
+        )
+        refresh_ads(e)
+        row = _dicts(e, f"SELECT * FROM ads.chronic_registry WHERE person_id = '{person}'")[0]
+        assert row["condition_code"] == "diabetes" and float(row["indicator_value"]) == 8.2
+        assert row["controlled"] is False and row["indicator_at"] is None
+        incremental = _tables(e)
+        refresh_ads(e, full=True)
+        assert _tables(e) == incremental

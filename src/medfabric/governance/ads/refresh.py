@@ -79,9 +79,11 @@ class AdsReport:
 
 
 def _tables(engine: Engine) -> set[str]:
+    """``schema.table`` of every table and view of the database (not temporary ones)."""
     rows = engine.fetchall(
-        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-        "WHERE table_type = 'BASE TABLE' OR table_type = 'VIEW'"
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE NOT temporary "
+        "UNION ALL SELECT schema_name || '.' || view_name FROM duckdb_views() "
+        "WHERE NOT temporary AND NOT internal"
     )
     return {str(r[0]) for r in rows}
 
@@ -106,13 +108,19 @@ def _set_digest(engine: Engine, model: str, digest: str) -> None:
     )
 
 
-def _load_conditions(engine: Engine, conds: Conditions, stored: dict[str, str]) -> None:
+def _load_conditions(
+    engine: Engine, conds: Conditions, stored: dict[str, str], present: set[str]
+) -> None:
     """Replace the reference tables of the registry when the conditions file changed."""
-    if stored.get(_CONDITIONS) == conds.digest and {
-        f"{SCHEMA}.chronic_condition",
-        f"{SCHEMA}.chronic_condition_category",
-        f"{SCHEMA}.chronic_indicator",
-    } <= _tables(engine):
+    if (
+        stored.get(_CONDITIONS) == conds.digest
+        and {
+            f"{SCHEMA}.chronic_condition",
+            f"{SCHEMA}.chronic_condition_category",
+            f"{SCHEMA}.chronic_indicator",
+        }
+        <= present
+    ):
         return
     condition = pa.table(
         {
@@ -288,8 +296,8 @@ def refresh_ads(
     report = AdsReport(datetime.now(UTC), full=full)
     _ensure_schema(engine)
     stored = _digests(engine)
-    _load_conditions(engine, conds, stored)
     present = _tables(engine)
+    _load_conditions(engine, conds, stored, present)
     names = {m.name for m in shipped}
     for gone in sorted(set(stored) - names - {_CONDITIONS}):  # a model file was removed
         engine.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{gone}")
@@ -298,8 +306,10 @@ def refresh_ads(
     worker = _Refresher(engine, report)
     try:
         for done, model in enumerate(shipped, start=1):
-            report.models.append(_refresh_one(worker, model, conds, stored, present, full))
-            present.add(model.table)
+            result = _refresh_one(worker, model, conds, stored, present, full)
+            report.models.append(result)
+            if result.mode != "skipped":
+                present.update((model.table, model.state_table))
             if progress is not None:
                 progress(done, len(shipped), model.name)
     finally:
@@ -320,7 +330,8 @@ def _refresh_one(
     started = time.perf_counter()
     absent = [t for t in model.requires if t not in present]
     if absent:
-        _drop(e, model)
+        if model.name in stored or model.table in present or model.state_table in present:
+            _drop(e, model)
         return ModelResult(model.name, "skipped", note=f"no table {', '.join(absent)}")
     digest = model.digest + (f"+{conds.digest}" if model.uses_conditions else "")
     rebuild = (

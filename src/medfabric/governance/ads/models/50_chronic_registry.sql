@@ -6,7 +6,8 @@ description: >
   else the visit's visit_at), number of diagnoses, hospitals seen, and the latest value of the
   condition's key indicator (the first listed) with its date (collected_at, else reported_at of
   the lab report) and whether it is controlled; `indicators` lists the latest value of every
-  indicator of the condition. Until the EMPI issue lands a person is one hospital's patient
+  indicator of the condition. Lab results are fingerprinted only for persons with a chronic
+  diagnosis: a result of anyone else changes nothing here. Until the EMPI issue lands a person is one hospital's patient
   (person_id is the hospital's patient address).
 partition: {person_id: VARCHAR}
 uses_conditions: true
@@ -27,6 +28,9 @@ inputs:
     where: >
       x.item_code IN (SELECT item_code FROM ads.chronic_indicator)
       AND x.value_numeric IS NOT NULL
+      AND x.person_id IN (
+        SELECT person_id FROM dwd.diagnosis
+        WHERE left(diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category))
     key: [x.person_id]
     hash: [x.lab_result_id, x.item_code, x.value_numeric, x.unit, r.collected_at, r.reported_at]
     yields: x.*
