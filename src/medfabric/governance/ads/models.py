@@ -69,11 +69,6 @@ class Input:
     where: str | None
     yields: str = "*"
 
-    @property
-    def signature(self) -> str:
-        """Equal for two inputs whose fingerprints are equal (shared within a refresh)."""
-        return "\x1f".join((self.source, *self.key, "|", *self.hash, "|", self.where or ""))
-
     def condition(self) -> str:
         """The rows that belong to some partition: ``where`` and every key not NULL."""
         parts = [f"({self.where})"] if self.where else []

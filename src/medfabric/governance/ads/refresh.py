@@ -177,28 +177,16 @@ class _Refresher:
     def __init__(self, engine: Engine, report: AdsReport) -> None:
         self.engine = engine
         self.report = report
-        self.fingerprints: dict[str, str] = {}  # input signature → temp table
-        self.temp: list[str] = []
 
     def fingerprint(self, model: Model) -> None:
-        """``_ads_current``: the model's current fingerprints (input number, partition, n, h)."""
+        """``_ads_current``: the model's current fingerprints (input number, partition, n, h),
+        in one statement (one scan per input)."""
         started = time.perf_counter()
-        parts = []
-        for n, i in enumerate(model.inputs):
-            shared = "ads." not in i.source  # an ADS input changes during the refresh
-            table = self.fingerprints.get(i.signature) if shared else None
-            if table is None:
-                table = f"_ads_fp{len(self.temp)}"
-                self.temp.append(table)
-                self.engine.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {table} AS {model.fingerprint_sql(i)}"
-                )
-                if shared:
-                    self.fingerprints[i.signature] = table
-            keys = ", ".join(
-                f"CAST(_p{k} AS {t}) AS _p{k}" for k, (_, t) in enumerate(model.partition)
-            )
-            parts.append(f"SELECT {n} AS _i, {keys}, _n, _h FROM {table}")
+        keys = ", ".join(f"CAST(_p{k} AS {t}) AS _p{k}" for k, (_, t) in enumerate(model.partition))
+        parts = [
+            f"SELECT {n} AS _i, {keys}, _n, _h FROM ({model.fingerprint_sql(i)})"
+            for n, i in enumerate(model.inputs)
+        ]
         self.engine.execute(
             f"CREATE OR REPLACE TEMP TABLE {_CURRENT} AS " + " UNION ALL ".join(parts)
         )
@@ -260,7 +248,7 @@ WHERE c._n IS DISTINCT FROM s._n OR c._h IS DISTINCT FROM s._h"""
         return todo
 
     def close(self) -> None:
-        for table in (*self.temp, _CURRENT, _TODO):
+        for table in (_CURRENT, _TODO):
             self.engine.execute(f"DROP TABLE IF EXISTS {table}")
 
 

@@ -24,16 +24,21 @@ inputs:
     key: [d.person_id]
     hash: [d.diagnosis_id, v.visit_at]
   - name: lab_result
-    from: dwd.lab_result x LEFT JOIN dwd.lab_report r ON r.lab_report_id = x.lab_report_id
-    where: >
-      x.item_code IN (SELECT item_code FROM ads.chronic_indicator)
-      AND x.value_numeric IS NOT NULL
-      AND x.person_id IN (
+    from: dwd.lab_result
+    where: &labs >
+      item_code IN (SELECT item_code FROM ads.chronic_indicator)
+      AND value_numeric IS NOT NULL
+      AND person_id IN (
         SELECT person_id FROM dwd.diagnosis
         WHERE left(diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category))
-    key: [x.person_id]
-    hash: [x.lab_result_id, x.item_code, x.value_numeric, x.unit, r.collected_at, r.reported_at]
-    yields: x.*
+    key: [person_id]
+    hash: [lab_result_id, lab_report_id, item_code, value_numeric, unit]
+  # the time of a result is its report's: a report's change reaches the result's person
+  - from: (SELECT x.*, r.collected_at, r.reported_at FROM dwd.lab_result x
+           LEFT JOIN dwd.lab_report r ON r.lab_report_id = x.lab_report_id) xr
+    where: *labs
+    key: [person_id]
+    hash: [lab_result_id, collected_at, reported_at]
 */
 WITH dx AS (
     SELECT
