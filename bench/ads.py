@@ -184,7 +184,9 @@ def same_as_full(path: Path, work: Path) -> bool:
 
 def _line(label: str, wall: float, cpu: float, report: AdsReport) -> None:
     touched = ", ".join(
-        f"{m.model} {m.partitions}" for m in report.models if m.mode == "incremental"
+        f"{m.model} {m.partitions} ({m.seconds:.3f} s)"
+        for m in report.models
+        if m.mode == "incremental"
     )
     print(
         f"{label:<28} {wall:7.3f} s [cpu {cpu:6.3f} s]   fingerprints "

@@ -24,6 +24,8 @@ Invariants the refresher relies on:
   those rows when a subset of partitions is refreshed);
 - ``hash`` lists every column of the input the body reads, so a change the body could see changes
   the partition's fingerprint (count and sum of the row hashes);
+- a named input with ``fingerprint: false`` is not fingerprinted: another input must cover its
+  rows (same key and rows, hashing every column the body reads of them);
 - an input without ``name`` is read only for its fingerprint (e.g. a join that assigns a child
   row to its parent's partition), the body reading the table itself; a named input whose
   ``from`` is a join says with ``yields`` which columns ``{{name}}`` returns (``x.*``);
@@ -54,7 +56,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*\}\}")
 _MODEL_KEYS = {
     "name", "theme", "description", "partition", "inputs", "requires", "uses_conditions",
 }  # fmt: skip
-_INPUT_KEYS = {"name", "from", "key", "hash", "where", "yields"}
+_INPUT_KEYS = {"name", "from", "key", "hash", "where", "yields", "fingerprint"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class Input:
     hash: tuple[str, ...]
     where: str | None
     yields: str = "*"
+    fingerprint: bool = True
 
     def condition(self) -> str:
         """The rows that belong to some partition: ``where`` and every key not NULL."""
@@ -166,13 +169,18 @@ def _input(spec: Any, n: int, where: str) -> Input:
     yields = spec.get("yields", "*")
     if not isinstance(yields, str):
         raise AdsError(f"{where}: 'yields' must be an SQL select list such as x.*")
+    fingerprint = spec.get("fingerprint", True)
+    if not isinstance(fingerprint, bool) or (not fingerprint and not name):
+        raise AdsError(f"{where}: 'fingerprint: false' is for a named input only")
+    hashed = _strings(spec.get("hash"), "hash", where) if fingerprint else ()
     return Input(
         name,
         source.strip(),
         _strings(spec.get("key"), "key", where),
-        _strings(spec.get("hash"), "hash", where),
+        hashed,
         where_sql,
         yields,
+        fingerprint,
     )
 
 
@@ -215,6 +223,8 @@ def load_model(path: Path, text: str | None = None) -> Model:
                 f"{where}: input {n} has {len(i.key)} key expressions for "
                 f"{len(partition)} partition columns"
             )
+    if not any(i.fingerprint for i in inputs):
+        raise AdsError(f"{where}: at least one input must be fingerprinted")
     names = [i.name for i in inputs if i.name]
     if len(set(names)) != len(names):
         raise AdsError(f"{where}: two inputs share a name")

@@ -186,6 +186,7 @@ class _Refresher:
         parts = [
             f"SELECT {n} AS _i, {keys}, _n, _h FROM ({model.fingerprint_sql(i)})"
             for n, i in enumerate(model.inputs)
+            if i.fingerprint
         ]
         self.engine.execute(
             f"CREATE OR REPLACE TEMP TABLE {_CURRENT} AS " + " UNION ALL ".join(parts)

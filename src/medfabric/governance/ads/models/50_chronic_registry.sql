@@ -32,13 +32,14 @@ inputs:
         SELECT person_id FROM dwd.diagnosis
         WHERE left(diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category))
     key: [person_id]
-    hash: [lab_result_id, lab_report_id, item_code, value_numeric, unit]
-  # the time of a result is its report's: a report's change reaches the result's person
+    fingerprint: false          # the next input covers the same rows
+  # a result's time is its report's: a change of the report reaches the result's person
   - from: (SELECT x.*, r.collected_at, r.reported_at FROM dwd.lab_result x
            LEFT JOIN dwd.lab_report r ON r.lab_report_id = x.lab_report_id) xr
     where: *labs
     key: [person_id]
-    hash: [lab_result_id, collected_at, reported_at]
+    hash: [lab_result_id, lab_report_id, item_code, value_numeric, unit, collected_at,
+           reported_at]
 */
 WITH dx AS (
     SELECT
