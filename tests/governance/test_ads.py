@@ -634,3 +634,24 @@ def test_labs_of_a_person_who_becomes_chronic_are_picked_up(
         incremental = _tables(e)
         refresh_ads(e, full=True)
         assert _tables(e) == incremental
+
+
+def test_a_failing_model_leaves_every_table_as_it_was(
+    engine: DuckDBEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medfabric.governance.ads.refresh as refresh
+
+    before = _tables(engine)
+    engine.execute("DELETE FROM dwd.visit WHERE visit_id = (SELECT min(visit_id) FROM dwd.visit)")
+    broken = load_model(
+        tmp_path / "99_broken.sql",
+        "/*\nname: broken\ntheme: operations\npartition: {h: VARCHAR}\ninputs:\n"
+        "  - {name: v, from: dwd.visit, key: [institution_code], hash: [visit_id]}\n*/\n"
+        "SELECT institution_code AS h, no_such_column FROM {{v}}",
+    )
+    monkeypatch.setattr(refresh, "models", lambda: (*models(), broken))
+    with pytest.raises(AdsError, match=r"ADS model broken \(99_broken.sql\)"):
+        refresh_ads(engine)
+    assert _tables(engine) == before
+    monkeypatch.undo()
+    assert refresh_ads(engine).changed() and _tables(engine) != before

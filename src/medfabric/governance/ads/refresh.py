@@ -15,7 +15,9 @@ Invariants:
 - a model whose file changed (digest in ``ads._models``), or whose conditions file changed
   (``uses_conditions``), is rebuilt in full; a model whose ``requires`` tables are absent is
   skipped and its table dropped;
-- each model is refreshed in one transaction: a failure leaves its table and state as they were.
+- a refresh is one transaction: readers see the ADS tables of the previous refresh until it
+  commits, the tables always agree with one another, and a failure leaves everything as it was
+  (one commit also costs less than one per model).
 """
 
 from __future__ import annotations
@@ -272,8 +274,8 @@ def refresh_ads(
         What was done per model, and the time spent on fingerprints.
 
     Raises:
-        AdsError: the conditions file or a model file is invalid (nothing is written), or a
-            model's SQL failed (that model is rolled back; the message names it).
+        AdsError: the conditions file or a model file is invalid, or a model's SQL failed (the
+            message names it); nothing is written.
 
     Example::
 
@@ -283,24 +285,25 @@ def refresh_ads(
     conds = load_conditions(conditions)
     shipped = models()
     report = AdsReport(datetime.now(UTC), full=full)
-    _ensure_schema(engine)
-    stored = _digests(engine)
-    present = _tables(engine)
-    _load_conditions(engine, conds, stored, present)
-    names = {m.name for m in shipped}
-    for gone in sorted(set(stored) - names - {_CONDITIONS}):  # a model file was removed
-        engine.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{gone}")
-        engine.execute(f"DROP TABLE IF EXISTS {SCHEMA}._state__{gone}")
-        engine.execute(f"DELETE FROM {SCHEMA}._models WHERE model = ?", [gone])
     worker = _Refresher(engine, report)
     try:
-        for done, model in enumerate(shipped, start=1):
-            result = _refresh_one(worker, model, conds, stored, present, full)
-            report.models.append(result)
-            if result.mode != "skipped":
-                present.update((model.table, model.state_table))
-            if progress is not None:
-                progress(done, len(shipped), model.name)
+        with engine.transaction():
+            _ensure_schema(engine)
+            stored = _digests(engine)
+            present = _tables(engine)
+            _load_conditions(engine, conds, stored, present)
+            names = {m.name for m in shipped}
+            for gone in sorted(set(stored) - names - {_CONDITIONS}):  # a model file was removed
+                engine.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{gone}")
+                engine.execute(f"DROP TABLE IF EXISTS {SCHEMA}._state__{gone}")
+                engine.execute(f"DELETE FROM {SCHEMA}._models WHERE model = ?", [gone])
+            for done, model in enumerate(shipped, start=1):
+                result = _refresh_one(worker, model, conds, stored, present, full)
+                report.models.append(result)
+                if result.mode != "skipped":
+                    present.update((model.table, model.state_table))
+                if progress is not None:
+                    progress(done, len(shipped), model.name)
     finally:
         worker.close()
     report.finished_at = datetime.now(UTC)
