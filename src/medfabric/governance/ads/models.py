@@ -15,6 +15,8 @@ A model file ``models/NN_<name>.sql`` starts with a block comment holding YAML::
         hash: [visit_id, department_code, visit_type_code]  # the columns the body reads
         where: visit_type_code IS NOT NULL                  # optional
         yields: "*"                          # optional: what {{visit}} returns (x.* for a join)
+        materialize: false                   # optional: keep the rows for the body (selective
+                                             # inputs: no second scan of the source)
     */
     SELECT … FROM {{visit}} …
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -56,7 +59,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*\}\}")
 _MODEL_KEYS = {
     "name", "theme", "description", "partition", "inputs", "requires", "uses_conditions",
 }  # fmt: skip
-_INPUT_KEYS = {"name", "from", "key", "hash", "where", "yields", "fingerprint"}
+_INPUT_KEYS = {"name", "from", "key", "hash", "where", "yields", "fingerprint", "materialize"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,7 @@ class Input:
     where: str | None
     yields: str = "*"
     fingerprint: bool = True
+    materialize: bool = False
 
     def condition(self) -> str:
         """The rows that belong to some partition: ``where`` and every key not NULL."""
@@ -108,22 +112,50 @@ class Model:
 
     # --- SQL builders (pure) ---------------------------------------------------------------
 
-    def fingerprint_sql(self, i: Input) -> str:
-        """Per partition of input ``i``: rows and the sum of their hashes."""
-        keys = ", ".join(f"{k} AS _p{n}" for n, k in enumerate(i.key))
+    def materialize_sql(self, i: Input) -> str:
+        """The rows of a ``materialize`` input with their partition (``_k0`` …) and row hash
+        (``_rh``), for a temporary table that is fingerprinted and then read by the body for
+        the changed partitions, instead of a second scan of the source."""
+        keys = ", ".join(f"{k} AS _k{n}" for n, k in enumerate(i.key))
+        return (
+            f"SELECT {i.yields}, {keys}, hash({', '.join(i.hash)}) AS _rh "
+            f"FROM {i.source} WHERE {i.condition()}"
+        )
+
+    def fingerprint_sql(self, i: Input, rows: str | None = None) -> str:
+        """Per partition of input ``i``: rows and the sum of their hashes (``rows``: the
+        temporary table of :meth:`materialize_sql`, when the input is materialized)."""
         groups = ", ".join(str(n + 1) for n in range(len(i.key)))
+        if rows is not None:
+            keys = ", ".join(f"_k{n} AS _p{n}" for n in range(len(i.key)))
+            return (
+                f"SELECT {keys}, count(*) AS _n, sum(_rh)::HUGEINT AS _h FROM {rows} "
+                f"GROUP BY {groups}"
+            )
+        keys = ", ".join(f"{k} AS _p{n}" for n, k in enumerate(i.key))
         return (
             f"SELECT {keys}, count(*) AS _n, sum(hash({', '.join(i.hash)}))::HUGEINT AS _h "
             f"FROM {i.source} WHERE {i.condition()} GROUP BY {groups}"
         )
 
-    def body_sql(self, todo: str | None) -> str:
+    def body_sql(self, todo: str | None, materialized: Mapping[str, str] | None = None) -> str:
         """The body with each ``{{input}}`` replaced by its rows — all of them (``todo`` None)
-        or only those of the partitions listed in the table ``todo`` (columns ``_p0`` …)."""
+        or only those of the partitions listed in the table ``todo`` (columns ``_p0`` …).
+        ``materialized``: input name → its temporary table (:meth:`materialize_sql`)."""
         by_name = {i.name: i for i in self.inputs if i.name}
+        tables = materialized or {}
 
         def rows(match: re.Match[str]) -> str:
             i = by_name[match.group(1)]
+            table = tables.get(match.group(1))
+            n_keys = range(len(i.key))
+            if table is not None:
+                internal = ", ".join([*(f"_k{n}" for n in n_keys), "_rh"])
+                semi = ""
+                if todo is not None:
+                    same = " AND ".join(f"_t._p{n} = _m._k{n}" for n in n_keys)
+                    semi = f" SEMI JOIN {todo} _t ON {same}"
+                return f"(SELECT _m.* EXCLUDE ({internal}) FROM {table} _m{semi})"
             semi = ""
             if todo is not None:  # a semi join: a correlated EXISTS is several times slower
                 same = " AND ".join(f"_t._p{n} = ({k})" for n, k in enumerate(i.key))
@@ -172,6 +204,9 @@ def _input(spec: Any, n: int, where: str) -> Input:
     fingerprint = spec.get("fingerprint", True)
     if not isinstance(fingerprint, bool) or (not fingerprint and not name):
         raise AdsError(f"{where}: 'fingerprint: false' is for a named input only")
+    materialize = spec.get("materialize", False)
+    if not isinstance(materialize, bool) or (materialize and not (name and fingerprint)):
+        raise AdsError(f"{where}: 'materialize: true' is for a named, fingerprinted input")
     hashed = _strings(spec.get("hash"), "hash", where) if fingerprint else ()
     return Input(
         name,
@@ -181,6 +216,7 @@ def _input(spec: Any, n: int, where: str) -> Input:
         where_sql,
         yields,
         fingerprint,
+        materialize,
     )
 
 

@@ -179,14 +179,24 @@ class _Refresher:
     def __init__(self, engine: Engine, report: AdsReport) -> None:
         self.engine = engine
         self.report = report
+        self.rows: dict[str, str] = {}  # materialized input of the current model → temp table
 
     def fingerprint(self, model: Model) -> None:
         """``_ads_current``: the model's current fingerprints (input number, partition, n, h),
         in one statement (one scan per input)."""
         started = time.perf_counter()
+        self.drop_rows()
+        for n, i in enumerate(model.inputs):
+            if i.materialize and i.name:
+                table = f"_ads_rows{n}"
+                self.engine.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS {model.materialize_sql(i)}"
+                )
+                self.rows[i.name] = table
         keys = ", ".join(f"CAST(_p{k} AS {t}) AS _p{k}" for k, (_, t) in enumerate(model.partition))
         parts = [
-            f"SELECT {n} AS _i, {keys}, _n, _h FROM ({model.fingerprint_sql(i)})"
+            f"SELECT {n} AS _i, {keys}, _n, _h FROM "
+            f"({model.fingerprint_sql(i, self.rows.get(i.name or ''))})"
             for n, i in enumerate(model.inputs)
             if i.fingerprint
         ]
@@ -198,7 +208,7 @@ class _Refresher:
     def full(self, model: Model, digest: str) -> int:
         e = self.engine
         with e.transaction():
-            e.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.body_sql(None)}")
+            e.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.body_sql(None, self.rows)}")
             have = {
                 str(r[0])
                 for r in e.fetchall(
@@ -237,7 +247,7 @@ WHERE c._n IS DISTINCT FROM s._n OR c._h IS DISTINCT FROM s._h"""
             return 0
         with e.transaction():
             e.execute(f"DELETE FROM {model.table} WHERE {model.in_todo(_TODO, model.table)}")
-            e.execute(f"INSERT INTO {model.table} BY NAME {model.body_sql(_TODO)}")
+            e.execute(f"INSERT INTO {model.table} BY NAME {model.body_sql(_TODO, self.rows)}")
             same = " AND ".join(f"_t._p{n} = s._p{n}" for n in k)
             e.execute(
                 f"DELETE FROM {model.state_table} s WHERE EXISTS "
@@ -250,7 +260,13 @@ WHERE c._n IS DISTINCT FROM s._n OR c._h IS DISTINCT FROM s._h"""
             )
         return todo
 
+    def drop_rows(self) -> None:
+        for table in self.rows.values():
+            self.engine.execute(f"DROP TABLE IF EXISTS {table}")
+        self.rows.clear()
+
     def close(self) -> None:
+        self.drop_rows()
         for table in (_CURRENT, _TODO):
             self.engine.execute(f"DROP TABLE IF EXISTS {table}")
 

@@ -23,23 +23,23 @@ inputs:
       AND left(d.diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category)
     key: [d.person_id]
     hash: [d.diagnosis_id, v.visit_at]
+  # a result's time is its report's, so a change of the report reaches the result's person;
+  # the rows (a few % of lab_result) are kept for the body: one scan of lab_result per refresh
   - name: lab_result
-    from: dwd.lab_result
-    where: &labs >
+    from: (SELECT x.*, r.collected_at, r.reported_at FROM dwd.lab_result x
+           LEFT JOIN dwd.lab_report r ON r.lab_report_id = x.lab_report_id) xr
+    where: >
       item_code IN (SELECT item_code FROM ads.chronic_indicator)
       AND value_numeric IS NOT NULL
       AND person_id IN (
         SELECT person_id FROM dwd.diagnosis
         WHERE left(diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category))
     key: [person_id]
-    fingerprint: false          # the next input covers the same rows
-  # a result's time is its report's: a change of the report reaches the result's person
-  - from: (SELECT x.*, r.collected_at, r.reported_at FROM dwd.lab_result x
-           LEFT JOIN dwd.lab_report r ON r.lab_report_id = x.lab_report_id) xr
-    where: *labs
-    key: [person_id]
     hash: [lab_result_id, lab_report_id, item_code, value_numeric, unit, collected_at,
            reported_at]
+    yields: person_id, lab_result_id, lab_report_id, item_code, value_numeric, unit,
+            collected_at, reported_at      # only what the body reads: kept per refresh
+    materialize: true
 */
 WITH dx AS (
     SELECT
@@ -67,12 +67,11 @@ latest AS (
         x.item_code,
         x.value_numeric,
         x.unit,
-        coalesce(r.collected_at, r.reported_at) AS measured_at
+        coalesce(x.collected_at, x.reported_at) AS measured_at
     FROM {{lab_result}} x
-    LEFT JOIN dwd.lab_report r ON r.lab_report_id = x.lab_report_id
     QUALIFY row_number() OVER (
         PARTITION BY x.person_id, x.item_code
-        ORDER BY coalesce(r.collected_at, r.reported_at) DESC NULLS LAST, x.lab_result_id DESC
+        ORDER BY coalesce(x.collected_at, x.reported_at) DESC NULLS LAST, x.lab_result_id DESC
     ) = 1
 ),
 measured AS (
