@@ -536,6 +536,13 @@ def test_a_refresh_with_a_bad_conditions_file_writes_nothing(
         assert not e.fetchall("SELECT 1 FROM information_schema.schemata WHERE schema_name = 'ads'")
 
 
+def test_a_warehouse_without_dwd_is_refused(tmp_path: Path) -> None:
+    with DuckDBEngine(tmp_path / "empty.duckdb") as e:
+        with pytest.raises(AdsError, match=r"no DWD table dwd\.charge.*run governance"):
+            refresh_ads(e)
+        assert not e.fetchall("SELECT 1 FROM information_schema.schemata WHERE schema_name = 'ads'")
+
+
 def test_model_files_are_checked(tmp_path: Path) -> None:
     assert [m.name for m in models()][:2] == ["visits_daily", "inpatient_monthly"]
     path = tmp_path / "m.sql"

@@ -33,6 +33,7 @@ import pyarrow as pa
 from medfabric.governance.ads.conditions import Conditions, load_conditions
 from medfabric.governance.ads.errors import AdsError
 from medfabric.governance.ads.models import SCHEMA, Model, models
+from medfabric.standards.model import dwd_model
 from medfabric.warehouse.engine import Engine, WarehouseError
 
 __all__ = ["AdsReport", "ModelResult", "refresh_ads"]
@@ -94,7 +95,7 @@ def _ensure_schema(engine: Engine) -> None:
     engine.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     engine.execute(
         f"CREATE TABLE IF NOT EXISTS {SCHEMA}._models "
-        "(model VARCHAR PRIMARY KEY, digest VARCHAR NOT NULL, refreshed_at TIMESTAMPTZ)"
+        "(model VARCHAR PRIMARY KEY, digest VARCHAR NOT NULL, rebuilt_at TIMESTAMPTZ)"
     )
 
 
@@ -307,6 +308,12 @@ def refresh_ads(
             _ensure_schema(engine)
             stored = _digests(engine)
             present = _tables(engine)
+            missing = sorted(f"dwd.{t}" for t in dwd_model().tables if f"dwd.{t}" not in present)
+            if missing:
+                raise AdsError(
+                    f"no DWD table {', '.join(missing)}: run governance (medfabric govern run) "
+                    "before refreshing ADS"
+                )
             _load_conditions(engine, conds, stored, present)
             names = {m.name for m in shipped}
             for gone in sorted(set(stored) - names - {_CONDITIONS}):  # a model file was removed
