@@ -12,17 +12,15 @@ description: >
 partition: {person_id: VARCHAR}
 uses_conditions: true
 inputs:
+  # a diagnosis without its own time takes its visit's: a change of the visit reaches it
   - name: diagnosis
-    from: dwd.diagnosis
+    from: (SELECT d.*, v.visit_at FROM dwd.diagnosis d
+           LEFT JOIN dwd.visit v ON v.visit_id = d.visit_id) dv
     where: left(diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category)
     key: [person_id]
-    hash: [diagnosis_id, diagnosis_code, diagnosed_at, institution_code, visit_id]
-  - from: dwd.diagnosis d JOIN dwd.visit v ON v.visit_id = d.visit_id
-    where: >
-      d.diagnosed_at IS NULL
-      AND left(d.diagnosis_code, 3) IN (SELECT category FROM ads.chronic_condition_category)
-    key: [d.person_id]
-    hash: [d.diagnosis_id, v.visit_at]
+    hash: [diagnosis_id, diagnosis_code, diagnosed_at, institution_code, visit_id, visit_at]
+    yields: person_id, diagnosis_code, institution_code, diagnosed_at, visit_at
+    materialize: true
   # a result's time is its report's, so a change of the report reaches the result's person;
   # the rows (a few % of lab_result) are kept for the body: one scan of lab_result per refresh
   - name: lab_result
@@ -46,10 +44,9 @@ WITH dx AS (
         d.person_id,
         c.condition_code,
         d.institution_code,
-        coalesce(d.diagnosed_at, v.visit_at) AS diagnosed_at
+        coalesce(d.diagnosed_at, d.visit_at) AS diagnosed_at
     FROM {{diagnosis}} d
     JOIN ads.chronic_condition_category c ON c.category = left(d.diagnosis_code, 3)
-    LEFT JOIN dwd.visit v ON v.visit_id = d.visit_id
 ),
 cases AS (
     SELECT
