@@ -25,7 +25,7 @@ from medfabric.governance.ads import (
     refresh_ads,
     theme_tables,
 )
-from medfabric.governance.ads.models import load_model
+from medfabric.governance.ads.spec import load_model
 from medfabric.warehouse import DuckDBEngine
 
 

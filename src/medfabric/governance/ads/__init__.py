@@ -8,9 +8,9 @@ for the demo), :func:`theme_tables` (the tables of a theme, for the CLI),
 
 from medfabric.governance.ads.conditions import Condition, Conditions, Indicator, load_conditions
 from medfabric.governance.ads.errors import AdsError
-from medfabric.governance.ads.models import THEMES, Model, models
 from medfabric.governance.ads.read import ThemeTable, headline, theme_tables
 from medfabric.governance.ads.refresh import AdsReport, ModelResult, refresh_ads
+from medfabric.governance.ads.spec import THEMES, Model, models
 
 __all__ = [
     "THEMES",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medfabric.governance.ads.conditions import load_conditions
-from medfabric.governance.ads.models import SCHEMA, THEMES, models
+from medfabric.governance.ads.spec import SCHEMA, THEMES, models
 from medfabric.warehouse.engine import Engine
 
 __all__ = ["ThemeTable", "headline", "theme_tables"]

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from medfabric.governance.ads.conditions import Conditions, load_conditions
 from medfabric.governance.ads.errors import AdsError
-from medfabric.governance.ads.models import SCHEMA, Model, models
+from medfabric.governance.ads.spec import SCHEMA, Model, models
 from medfabric.standards.model import dwd_model
 from medfabric.warehouse.engine import Engine, WarehouseError
 
