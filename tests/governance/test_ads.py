@@ -576,6 +576,14 @@ def test_headline_figures(engine: DuckDBEngine) -> None:
     )[0]
     assert figures["diabetics"] == f"{diabetics:,}"
     assert "average length of stay" in figures and figures["lab reports"]
+    tat = [
+        (r - c).total_seconds() / 60
+        for c, r in engine.fetchall("SELECT collected_at, reported_at FROM dwd.lab_report")
+        if c is not None and c <= r
+    ]
+    assert figures["lab turnaround, collected → reported, median"] == (
+        f"{statistics.median(tat):.0f} min"
+    )
     assert any(k.startswith("diabetics with HBA1C measured") for k in figures)
 
 
