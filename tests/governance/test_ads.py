@@ -570,6 +570,11 @@ def test_headline_figures(engine: DuckDBEngine) -> None:
     figures = dict(headline(engine))
     (visits,) = engine.fetchall("SELECT count(*) FROM dwd.visit")[0]
     assert figures["visits"] == f"{visits:,}"
+    per_day = Counter(r[0].date() for r in engine.fetchall("SELECT visit_at FROM dwd.visit"))
+    half = statistics.median(per_day.values()) / 2
+    last = max(d for d, n in per_day.items() if n >= half)
+    window = sum(n for d, n in per_day.items() if 0 <= (last - d).days < 30)
+    assert figures[f"visits, 30 days to {last}"] == f"{window:,}" and window > 100
     (diabetics,) = engine.fetchall(
         "SELECT count(DISTINCT person_id) FROM dwd.diagnosis WHERE left(diagnosis_code, 3) "
         "IN ('E10', 'E11', 'E12', 'E13', 'E14')"

@@ -80,16 +80,23 @@ def headline(engine: Engine) -> list[tuple[str, str]]:
     patients, diabetics and their HbA1c control, standing data-quality findings, the latest
     quality score. Figures whose table is absent are left out.
 
-    "Last 30 days" ends at the latest visit date in the data, not today, so a simulated past
-    region still shows its figures.
+    "Last 30 days" ends at the latest day of the data (not today, so a simulated past region
+    still shows its figures) with at least half the median daily visits (a stray record dated
+    months ahead does not move it).
     """
     present = _present(engine)
     out: list[tuple[str, str]] = []
     if "visits_daily" in present:
+        # The window ends at the latest day with at least half the median daily visits, so
+        # that a stray record dated months ahead (a source defect) does not empty it.
         last, visits = _one(
             engine,
-            f"""SELECT max(visit_date), sum(visits) FILTER (WHERE visit_date > max_d - 30)
-FROM (SELECT *, max(visit_date) OVER () AS max_d FROM {SCHEMA}.visits_daily)""",
+            f"""WITH days AS (
+    SELECT visit_date, sum(visits) AS n FROM {SCHEMA}.visits_daily GROUP BY ALL),
+last AS (
+    SELECT max(visit_date) AS d FROM days WHERE n >= (SELECT median(n) / 2 FROM days))
+SELECT max(last.d), sum(n) FILTER (WHERE visit_date > last.d - 30 AND visit_date <= last.d)
+FROM days, last""",
         ) or (None, None)
         if last is not None:
             total = _one(engine, f"SELECT sum(visits) FROM {SCHEMA}.visits_daily")[0]
