@@ -49,7 +49,7 @@ import yaml
 
 from medfabric.governance.ads.errors import AdsError
 
-__all__ = ["SCHEMA", "Input", "Model", "load_model", "models"]
+__all__ = ["SCHEMA", "THEMES", "Input", "Model", "load_model", "models"]
 
 SCHEMA = "ads"
 THEMES = ("operations", "chronic", "quality")
@@ -194,7 +194,7 @@ def _input(spec: Any, n: int, where: str) -> Input:
         raise AdsError(f"{where}: name {name!r} must be snake_case")
     source = spec.get("from")
     if not isinstance(source, str) or not source.strip():
-        raise AdsError(f"{where}: 'from' (a table or a parenthesized query with an alias)")
+        raise AdsError(f"{where}: 'from' is required: a table, a join or (SELECT …) alias")
     where_sql = spec.get("where")
     if where_sql is not None and not isinstance(where_sql, str):
         raise AdsError(f"{where}: 'where' must be an SQL condition")
