@@ -6,6 +6,7 @@ import typer
 
 from medfabric import __version__
 from medfabric.cli import (
+    ads,
     catalog,
     config,
     gateway,
@@ -36,6 +37,7 @@ app.add_typer(receiver.app, name="receiver")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(govern.app, name="govern")
 app.add_typer(quality.app, name="quality")
+app.add_typer(ads.app, name="ads")
 app.command("verify")(provenance.verify_cmd)
 app.command("lineage")(lineage.lineage_cmd)
 ledger.app.command("audit")(provenance.audit_cmd)
