@@ -51,7 +51,7 @@ tables:
       value_as_sent: {from: VALUE}
       unit_as_sent: {from: UNIT}
 """
-CODES = "domain,local_code,standard_code\nsex,M,1\nsex,F,2\nlab_items,GLU,GLU\n"
+CODES = "domain,local_code,standard_code\nsex,M,1\nsex,F,2\nlab_items,GLU,GLU\nlab_items,TG,TG\n"
 
 PERSON = (("PATIENT_ID", "VARCHAR"), ("PAT_NAME", "VARCHAR"), ("SEX_CODE", "VARCHAR"),
           ("DATE_OF_BIRTH", "VARCHAR"), ("ID_NO", "VARCHAR"))  # fmt: skip
@@ -360,8 +360,9 @@ def test_a_system_of_an_unknown_dialect_is_governed_by_its_own_mapping_file(
                "RANGE": "70-110"}  # fmt: skip
         store = OdsStore(engine)
         store.land(
-            make_batch("a1", [("1", "upsert", {"RID": "1", **row})], columns=columns,
-                       system="LIS", source_table="RES")
+            make_batch("a1", [("1", "upsert", {"RID": "1", **row}),
+                              ("2", "upsert", {"RID": "2", **row, "ITEM": "TG", "RANGE": "-150"})],
+                       columns=columns, system="LIS", source_table="RES")
         )  # fmt: skip
         store.land(
             make_batch("a2", [("1", "upsert", {"PID": "1", "NAME": "甲", "SEX": "F"})],
@@ -370,10 +371,14 @@ def test_a_system_of_an_unknown_dialect_is_governed_by_its_own_mapping_file(
         )  # fmt: skip
         report = Governor(engine).run(sources)
         reasons = engine.fetchall("SELECT reasons FROM gov.quarantine")
-        assert report.errors == [] and report.total("inserted") == 2, reasons
-        [(rid, value, low, high)] = engine.fetchall(
-            "SELECT lab_result_id, value_numeric, reference_low, reference_high FROM dwd.lab_result"
+        assert report.errors == [] and report.total("inserted") == 3, reasons
+        [(rid, value, low, high), (_, _, no_low, tg_high)] = engine.fetchall(
+            "SELECT lab_result_id, value_numeric, reference_low, reference_high "
+            "FROM dwd.lab_result ORDER BY 1"
         )
+        # "-150" mg/dL: no lower end, a high end of 150 mg/dL = 1.69 mmol/L; nothing to report.
+        assert no_low is None and float(tg_high) == pytest.approx(150 * 0.01129, abs=1e-2)
+        assert engine.fetchall("SELECT * FROM gov.value_issues") == []
         assert rid == "H01/LIS/RES/1"
         assert float(value) == pytest.approx(99 * 0.0555062, abs=1e-3)  # mg/dL → mmol/L
         assert (float(low), float(high)) == pytest.approx((3.885, 6.106), abs=1e-3)

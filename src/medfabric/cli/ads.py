@@ -12,9 +12,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from medfabric.cli.common import console, fail, settings_or_fail
+from medfabric.cli.common import console, fail, open_warehouse, settings_or_fail
 from medfabric.governance.ads import THEMES, AdsError, headline, refresh_ads, theme_tables
-from medfabric.warehouse import DuckDBEngine, WarehouseError
+from medfabric.warehouse import DuckDBEngine
 
 app = typer.Typer(
     help="ADS themes: operations, chronic disease registry, data quality (docs/ads.md).",
@@ -26,14 +26,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _open(config: Path | None) -> DuckDBEngine:
-    settings = settings_or_fail(config)
-    path = settings.receiver.warehouse
-    if not path.exists():
-        fail(f"no warehouse at {path}: run the receiver and `medfabric govern run` first")
-    try:
-        return DuckDBEngine(path)
-    except WarehouseError as e:
-        fail(str(e))
+    return open_warehouse(
+        settings_or_fail(config), first="run the receiver and `medfabric govern run`"
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -11,10 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from medfabric.cli.common import console, fail, settings_or_fail
+from medfabric.cli.common import console, fail, open_warehouse, settings_or_fail
 from medfabric.cli.provenance import verify_record
 from medfabric.governance.lineage import Lineage, LineageError, lineage
-from medfabric.warehouse import DuckDBEngine, WarehouseError
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="region.toml to read.")]
 
@@ -99,13 +98,7 @@ def lineage_cmd(
     """Print the chain of a DWD row: its mapping version, the ODS version it came from (and the
     others), the batch, the source system row, and what governance recorded about it."""
     settings = settings_or_fail(config)
-    path = Path(settings.receiver.warehouse)
-    if not path.exists():
-        fail(f"no warehouse at {path} (nothing has landed yet)")
-    try:
-        engine = DuckDBEngine(path)
-    except WarehouseError as e:
-        fail(f"cannot open the warehouse (is a receiver or governance run holding it?): {e}")
+    engine = open_warehouse(settings)
     try:
         chain = lineage(engine, table, row_id)
     except LineageError as e:

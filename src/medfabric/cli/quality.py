@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medfabric.cli.common import console, fail, settings_or_fail
+from medfabric.cli.common import console, fail, open_warehouse, settings_or_fail
 from medfabric.governance.quality.evaluate import TruthError, evaluate
 from medfabric.governance.quality.report import ReportError, render_html, render_json, report_data
 from medfabric.governance.quality.rules import RulesError, load_rules
@@ -28,14 +28,9 @@ RECALL_GATE = 0.95
 
 
 def _open(config: Path | None) -> DuckDBEngine:
-    settings = settings_or_fail(config)
-    path = settings.receiver.warehouse
-    if not path.exists():
-        fail(f"no warehouse at {path}: run the receiver and `medfabric govern run` first")
-    try:
-        return DuckDBEngine(path)
-    except WarehouseError as e:
-        fail(str(e))
+    return open_warehouse(
+        settings_or_fail(config), first="run the receiver and `medfabric govern run`"
+    )
 
 
 def _pct(x: float | None) -> str:

@@ -239,7 +239,8 @@ def _compile_column(i: int, c: ColumnMapping, ctx: _Context) -> _Compiled:
             f"{literal(f'{name}: not a {c.parse} in {c.format}: ')} || {t} END"
         )
     elif c.number:
-        value = _range_end(c.range, t) if c.range else f"TRY_CAST({t} AS DOUBLE)"
+        number = _range_end(c.range, t) if c.range else f"TRY_CAST({t} AS DOUBLE)"
+        value = number
         error = (
             "CAST(NULL AS VARCHAR)"
             if c.lenient
@@ -256,8 +257,8 @@ def _compile_column(i: int, c: ColumnMapping, ctx: _Context) -> _Compiled:
             )
             value = f"CASE WHEN u{i} IS NULL OR u{i} = '' THEN {value} ELSE {value} * {factor} END"
             error = (
-                f"coalesce({error}, CASE WHEN TRY_CAST({t} AS DOUBLE) IS NOT NULL AND "
-                f"u{i} <> '' AND v{i} IS NULL "
+                f"coalesce({error}, CASE WHEN v{i} IS NULL AND u{i} <> '' AND "
+                f"{number} IS NOT NULL "
                 f"THEN {literal(f'{name}: unknown unit for the item: ')} || u{i} || ' (' || "
                 f"coalesce(k{i}, '?') || ')' END)"
             )
