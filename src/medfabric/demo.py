@@ -199,6 +199,20 @@ def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
+def _a_lab_result(settings: Settings) -> str:
+    """The id of a governed lab result with a numeric value (for the lineage step)."""
+    wh = duckdb.connect(str(settings.receiver.warehouse), read_only=True)
+    try:
+        row = wh.execute(
+            "SELECT min(lab_result_id) FROM dwd.lab_result WHERE value_numeric IS NOT NULL"
+        ).fetchone()
+    finally:
+        wh.close()
+    if row is None or row[0] is None:
+        raise SystemExit("demo: governance produced no lab results")
+    return str(row[0])
+
+
 def provenance_check(config: Path, settings: Settings, hospital: str = "H01") -> None:
     """One record verified against the ledger, then the same record altered in ODS and found."""
     wh = duckdb.connect(str(settings.receiver.warehouse), read_only=True)
@@ -379,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
             ["ledger", "audit", "--config", str(config)],
         )
         _run(
-            "12. governance: ODS → DWD by each dialect's source mapping (docs/mapping.md)",
+            "12. governance: ODS → DWD by each dialect's source mapping (docs/mapping.md), then "
+            "master data, the data-quality checks and the ADS themes",
             ["govern", "run", "--config", str(config)],
         )
         _run(
@@ -391,11 +406,36 @@ def main(argv: list[str] | None = None) -> None:
             "15. counts reconcile: ODS = DWD + quarantined + duplicates, per hospital and table",
             ["govern", "reconcile", "--config", str(config)],
         )
-        console.print(Rule("[bold]16. provenance of one record; an edit made behind its back"))
+        report = a.out / "quality.html"
+        _run(
+            "16. data quality: scores per hospital and category, the failing checks "
+            f"(HTML report: {report})",
+            ["quality", "report", "--config", str(config)],
+        )
+        app(["quality", "report", "--config", str(config), "--format", "html", "--out",
+             str(report)], standalone_mode=False)  # fmt: skip
+        _run(
+            "17. the simulator's injected defects found by the checks (recall ≥ 95 % per type)",
+            ["quality", "eval", "--truth", str(a.out / "truth" / "defects.csv"),
+             "--config", str(config)],
+        )  # fmt: skip
+        _run("18. ADS headline figures", ["ads", "show", "--config", str(config)])
+        _run("19. the chronic-disease registry", ["ads", "show", "chronic", "--config", str(config),
+                                                  "--limit", "5"])  # fmt: skip
+        _run(
+            "20. the warehouse's DWD tables: rows, freshness, owner",
+            ["catalog", "tables", "--schema", "dwd", "--config", str(config)],
+        )
+        row = _a_lab_result(settings)
+        _run(
+            "21. lineage of one DWD row back to its source-system row, checked on the ledger",
+            ["lineage", "lab_result", row, "--verify", "--config", str(config)],
+        )
+        console.print(Rule("[bold]22. provenance of one record; an edit made behind its back"))
         provenance_check(config, settings)
-        console.print(Rule("[bold]17. a Merkle proof per record, from first principles"))
+        console.print(Rule("[bold]23. a Merkle proof per record, from first principles"))
         provenance_glimpse(a.out)
-        _run("18. the ledger's status", ["ledger", "status", "--dir", str(a.out / "ledger")])
+        _run("24. the ledger's status", ["ledger", "status", "--dir", str(a.out / "ledger")])
     finally:
         stop_all(nodes)
     console.print(Rule("[bold green]demo finished"))
@@ -403,7 +443,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Done in {time.perf_counter() - t0:.0f} s. Region: {a.out}/ — open {a.out}/region.toml, "
         f"query a source with `sqlite3 {a.out}/H01/his.db .tables`, and read the ground truth in "
         f"{a.out}/truth/; ODS is {settings.receiver.warehouse}. Docs: docs/gateway.md, "
-        "docs/simulator.md, docs/standards.md, docs/mapping.md, docs/ledger.md."
+        "docs/simulator.md, docs/standards.md, docs/mapping.md, docs/quality.md, docs/ads.md, "
+        f"docs/master-data.md, docs/ledger.md. Data-quality report: {a.out}/quality.html."
     )
 
 

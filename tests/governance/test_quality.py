@@ -345,3 +345,32 @@ def test_a_unit_mix_up_is_told_apart_from_an_abnormal_value(engine: DuckDBEngine
     assert ("lab_result.unit.mixup", mixed) in failing
     assert ("lab_result.flag.consistent", mixed) in failing
     assert not {c for c, r in failing if r == high}
+
+
+def test_a_delta_check_finds_a_mislabelled_value_inside_the_reference_range(
+    engine: DuckDBEngine,
+) -> None:
+    """A person's two results of an item whose units differ tenfold (CRP mg/L and mg/dL): the
+    second rewritten as one tenth of the first, as a mg/dL value labelled mg/L would be."""
+    pick = engine.fetchall(
+        """SELECT person_id, item_code, list(lab_result_id ORDER BY _source_updated_at,
+        lab_result_id), list(CAST(value_numeric AS DOUBLE) ORDER BY _source_updated_at,
+        lab_result_id)
+FROM dwd.lab_result WHERE item_code IN ('HSCRP', 'LPA', 'CRP') AND value_numeric > 0
+GROUP BY ALL HAVING count(*) >= 2 ORDER BY 1, 2 LIMIT 1"""
+    )
+    assert pick, "the fixture has no person with two results of a tenfold-unit item"
+    _, item, ids, values = pick[0]
+    engine.execute(
+        "UPDATE dwd.lab_result SET value_numeric = ? WHERE lab_result_id = ?",
+        [values[0] / 10, ids[1]],
+    )
+    run = run_quality(engine)
+    flagged = {
+        str(r)
+        for (r,) in engine.fetchall(
+            "SELECT row_id FROM dq.failures WHERE run_id = ? AND check_id = ?",
+            [run.run_id, "lab_result.value.delta"],
+        )
+    }
+    assert {ids[0], ids[1]} <= flagged, item  # the pair; the check cannot tell which is wrong

@@ -328,6 +328,33 @@ def _rule_check(rule: Rule, model: DwdModel, has_arrival: bool) -> Check:
                 f"EXISTS (SELECT 1 FROM dq_lab_ratio q WHERE q.item = t.item_code AND "
                 f"{agrees(f'({v} / q.r)')}) END"
             )
+    elif rule.kind == "lab_delta":
+        # A delta check: the same person's previous and next result of the item (in report
+        # order); a value that one of them is off by a unit ratio (≥ 2, within the tolerance)
+        # was probably reported in another unit. Both results of such a pair are flagged.
+        columns = ("value_numeric", "item_code", "person_id")
+        limit = float(p["tolerance"])  # type: ignore[arg-type]
+        alias = _alias(rule)
+        refs.joins.append(
+            f"""LEFT JOIN (SELECT lab_result_id AS id,
+        lag(v) OVER w AS prev_v, lead(v) OVER w AS next_v
+    FROM (SELECT lab_result_id, person_id, item_code, _source_updated_at,
+            CAST(value_numeric AS DOUBLE) AS v
+        FROM dwd.lab_result WHERE value_numeric > 0 AND person_id IS NOT NULL)
+    WINDOW w AS (PARTITION BY person_id, item_code
+        ORDER BY _source_updated_at, lab_result_id)) {alias} ON {alias}.id = t.lab_result_id"""
+        )
+        v = "CAST(t.value_numeric AS DOUBLE)"
+
+        def off_by(other: str) -> str:
+            return f"coalesce(abs({other} / ({v} * q.r) - 1) <= {limit}, false)"
+
+        expr = (
+            f"CASE WHEN t.value_numeric > 0 AND ({alias}.prev_v IS NOT NULL OR "
+            f"{alias}.next_v IS NOT NULL) THEN EXISTS (SELECT 1 FROM dq_lab_ratio q "
+            f"WHERE q.item = t.item_code AND (q.r >= 2 OR q.r <= 0.5) AND "
+            f"({off_by(f'{alias}.prev_v')} OR {off_by(f'{alias}.next_v')})) END"
+        )
     elif rule.kind == "near_duplicate":
         keys: tuple[tuple[str, ...], ...] = p["keys"]  # type: ignore[assignment]
         pk = set(table.primary_key)

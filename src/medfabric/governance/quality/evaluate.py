@@ -40,7 +40,7 @@ DEFECT_CHECKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "invalid_code": ("value_domain",),
         "future_date": ("not_future",),
         "discharge_before_admission": ("order",),
-        "wrong_unit": ("lab_unit", "lab_flag", "lab_limits"),
+        "wrong_unit": ("lab_unit", "lab_flag", "lab_limits", "lab_delta"),
         "duplicate": ("category:uniqueness",),
     }
 )

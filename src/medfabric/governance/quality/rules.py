@@ -45,6 +45,7 @@ KINDS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "lab_limits": ("plausibility", "atemporal"),
         "lab_flag": ("plausibility", "atemporal"),
         "lab_unit": ("plausibility", "atemporal"),
+        "lab_delta": ("plausibility", "temporal"),
         "near_duplicate": ("uniqueness", "near_duplicate"),
         "timeliness": ("timeliness", "lag"),
         "sql": ("plausibility", "custom"),
@@ -60,6 +61,7 @@ _FIELDS: Mapping[str, set[str]] = {
     "lab_limits": {"low_factor", "high_factor", "items"},
     "lab_flag": {"tolerance"},
     "lab_unit": {"tolerance", "implied_low_fraction", "skip_reporting_limit"},
+    "lab_delta": {"tolerance"},
     "near_duplicate": {"keys"},
     "timeliness": {"column", "max_lag"},
     "sql": {"predicate", "when"},
@@ -328,7 +330,10 @@ class _Parser:
             out["code_system"] = system
             if "person_id" not in {c.name for c in table.columns}:
                 raise self.fail(node, f"{table.name} has no person_id to read the sex from")
-        if kind in ("lab_limits", "lab_flag", "lab_unit") and table.name != "lab_result":
+        if (
+            kind in ("lab_limits", "lab_flag", "lab_unit", "lab_delta")
+            and table.name != "lab_result"
+        ):
             raise self.fail(fields["table"], f"a {kind} rule applies to lab_result only")
         if kind == "lab_limits":
             out["low_factor"] = self.number(fields.get("low_factor") or _zero(node), "low_factor")
@@ -343,7 +348,7 @@ class _Parser:
                     limits = nodes.mapping(self.file, spec, {"min", "max"})
                     items[code] = {k: self.number(v, k) for k, v in limits.items()}
             out["items"] = MappingProxyType(items)
-        if kind in ("lab_flag", "lab_unit"):
+        if kind in ("lab_flag", "lab_unit", "lab_delta"):
             tol = fields.get("tolerance")
             out["tolerance"] = 0.0 if tol is None else self.number(tol, "tolerance", low=0)
         if kind == "lab_unit":
