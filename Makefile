@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/govern.py
+	$(BIN)/python bench/quality.py --warehouse bench/out/govern/warehouse.duckdb
+	$(BIN)/python bench/ads.py
 
 # Re-resolve the lock file after changing dependency ranges in pyproject.toml.
 lock: $(STAMP)

@@ -37,12 +37,12 @@ def _grow(engine: DuckDBEngine, rows: int) -> int:
     table = dwd_model().tables["lab_result"]
     copies = max(0, -(-rows // max(have, 1)) - 1)
     cols = [c.name for c in table.columns]
-    # Copies differ in reference_low (never filled by the mappings) so that they are not
-    # near-duplicates of their original: the near-duplicate check must find nothing new.
+    # Copies differ in item_name (no check reads it) so that they are not near-duplicates of
+    # their original: the near-duplicate check must find nothing new.
     renamed = {
         "lab_result_id": "lab_result_id || '#' || k",
         "_source_key": "_source_key || '#' || k",
-        "reference_low": "k",
+        "item_name": "item_name || '#' || k",
     }
     select = ", ".join(renamed.get(c, quote(c)) for c in cols)
     if copies:
