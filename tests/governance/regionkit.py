@@ -58,3 +58,14 @@ def copy_warehouse(region: GovernedRegion, dest: Path) -> Path:
     target = dest / "warehouse.duckdb"
     shutil.copyfile(region.warehouse, target)
     return target
+
+
+def config_with_warehouse(region: GovernedRegion, dest: Path, warehouse: Path) -> Path:
+    """``dest/region.toml``: the region's settings pointing at another warehouse file (a copy)
+    — for the commands, which find the warehouse through the settings."""
+    text = (region.root / "region.toml").read_text("utf-8")
+    assert str(region.warehouse) in text
+    dest.mkdir(parents=True, exist_ok=True)
+    config = dest / "region.toml"
+    config.write_text(text.replace(str(region.warehouse), str(warehouse)), encoding="utf-8")
+    return config

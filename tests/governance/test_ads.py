@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,10 @@ from medfabric.warehouse import DuckDBEngine
 
 
 @pytest.fixture
-def engine(governed: GovernedRegion, tmp_path: Path) -> Iterator[DuckDBEngine]:
+def engine(engine: DuckDBEngine) -> DuckDBEngine:
     """A refreshed copy of the governed warehouse."""
-    e = DuckDBEngine(copy_warehouse(governed, tmp_path))
-    refresh_ads(e)
-    yield e
-    e.close()
+    refresh_ads(engine)
+    return engine
 
 
 def _dicts(e: DuckDBEngine, sql: str) -> list[dict[str, Any]]:

@@ -5,13 +5,12 @@ and ids, and quarantined rows, give clear errors; the CLI prints the chain."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.governance.regionkit import GovernedRegion, copy_warehouse
+from tests.governance.regionkit import GovernedRegion, config_with_warehouse, copy_warehouse
 from tests.warehouse.test_ods import make_batch
 from typer.testing import CliRunner
 
@@ -21,13 +20,6 @@ from medfabric.governance.master import CONFIG_SYSTEM, refresh_master
 from medfabric.governance.run import Governor, sources_from_settings
 from medfabric.warehouse import DuckDBEngine, OdsStore
 from medfabric.warehouse.ods import ods_ref, ods_table_name
-
-
-@pytest.fixture
-def engine(governed: GovernedRegion, tmp_path: Path) -> Iterator[DuckDBEngine]:
-    e = DuckDBEngine(copy_warehouse(governed, tmp_path))
-    yield e
-    e.close()
 
 
 def _one(engine: DuckDBEngine, sql: str, params: list[Any] | None = None) -> dict[str, Any]:
@@ -146,9 +138,7 @@ def test_a_department_by_composite_key_and_an_institution_from_the_configuration
 
 def test_the_lineage_command(governed: GovernedRegion, tmp_path: Path) -> None:
     warehouse = copy_warehouse(governed, tmp_path)
-    text = (governed.root / "region.toml").read_text("utf-8")
-    config = tmp_path / "region.toml"
-    config.write_text(text.replace(str(governed.warehouse), str(warehouse)), encoding="utf-8")
+    config = config_with_warehouse(governed, tmp_path, warehouse)
     engine = DuckDBEngine(warehouse)
     try:
         row = _one(engine, "SELECT * FROM dwd.lab_result ORDER BY lab_result_id LIMIT 1")
@@ -177,9 +167,7 @@ def test_lineage_verify_checks_the_derived_version_with_medfabric_verify(
     import medfabric.cli.lineage as cli
 
     warehouse = copy_warehouse(governed, tmp_path)
-    text = (governed.root / "region.toml").read_text("utf-8")
-    config = tmp_path / "region.toml"
-    config.write_text(text.replace(str(governed.warehouse), str(warehouse)), encoding="utf-8")
+    config = config_with_warehouse(governed, tmp_path, warehouse)
     engine = DuckDBEngine(warehouse)
     try:
         row = _one(engine, "SELECT * FROM dwd.lab_result ORDER BY lab_result_id LIMIT 1")

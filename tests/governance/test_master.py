@@ -5,12 +5,11 @@ source rows, and a refresh that is idempotent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.governance.regionkit import GovernedRegion, copy_warehouse
+from tests.governance.regionkit import GovernedRegion
 
 from medfabric.governance.master import (
     CONFIG_SYSTEM,
@@ -23,13 +22,6 @@ from medfabric.governance.master import (
 from medfabric.standards import codes
 from medfabric.warehouse import DuckDBEngine
 from medfabric.warehouse.ods import ods_ref, ods_table_name
-
-
-@pytest.fixture
-def engine(governed: GovernedRegion, tmp_path: Path) -> Iterator[DuckDBEngine]:
-    e = DuckDBEngine(copy_warehouse(governed, tmp_path))
-    yield e
-    e.close()
 
 
 def _rows(engine: DuckDBEngine, sql: str, params: list[Any] | None = None) -> list[Any]:

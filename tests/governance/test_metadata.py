@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.governance.regionkit import GovernedRegion, copy_warehouse
+from tests.governance.regionkit import GovernedRegion, config_with_warehouse, copy_warehouse
 from typer.testing import CliRunner
 
 from medfabric.cli.main import app
@@ -16,14 +16,6 @@ from medfabric.governance.metadata import PLATFORM_OWNER, MetadataError, catalog
 from medfabric.standards.model import dwd_model
 from medfabric.warehouse import DuckDBEngine
 from medfabric.warehouse.ddl import quote
-
-
-def _config(governed: GovernedRegion, tmp_path: Path, warehouse: Path) -> Path:
-    text = (governed.root / "region.toml").read_text("utf-8")
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    config = tmp_path / "region.toml"
-    config.write_text(text.replace(str(governed.warehouse), str(warehouse)), encoding="utf-8")
-    return config
 
 
 def test_row_counts_equal_count_star_and_every_table_has_an_owner_and_description(
@@ -84,7 +76,7 @@ def test_the_catalog_tables_command_with_and_without_a_warehouse(
 ) -> None:
     warehouse = copy_warehouse(governed, tmp_path / "w")
     runner = CliRunner()
-    config = _config(governed, tmp_path, warehouse)
+    config = config_with_warehouse(governed, tmp_path, warehouse)
     result = runner.invoke(app, ["catalog", "tables", "-c", str(config), "--schema", "dwd",
                                  "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -108,7 +100,9 @@ def test_the_catalog_tables_command_with_and_without_a_warehouse(
     assert (cert["element"], cert["name_zh"], cert["privacy"]) == (
         "DE99.04.004.00", "执业证书编码", "direct",
     )  # fmt: skip
-    missing = _config(governed, tmp_path / "none", tmp_path / "none" / "nowhere.duckdb")
+    missing = config_with_warehouse(
+        governed, tmp_path / "none", tmp_path / "none" / "nowhere.duckdb"
+    )
     result = runner.invoke(app, ["catalog", "tables", "-c", str(missing), "--json"])
     assert result.exit_code == 0, result.output
     static = json.loads(result.output)

@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.governance.regionkit import GovernedRegion, copy_warehouse
+from tests.governance.regionkit import GovernedRegion, config_with_warehouse, copy_warehouse
 from typer.testing import CliRunner
 
 from medfabric.cli.main import app
@@ -26,16 +25,6 @@ from medfabric.standards.model import Column, dwd_model
 from medfabric.warehouse import DuckDBEngine, WarehouseError
 
 CATEGORIES = {"conformance", "completeness", "plausibility", "uniqueness", "timeliness"}
-
-
-@pytest.fixture
-def engine(governed: GovernedRegion, tmp_path: Path) -> Iterator[DuckDBEngine]:
-    """A private copy of the governed warehouse."""
-    e = DuckDBEngine(copy_warehouse(governed, tmp_path))
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 @pytest.fixture(scope="module")
@@ -261,13 +250,7 @@ def test_checks_are_derived_from_the_catalog() -> None:
 
 
 def _region_copy(governed: GovernedRegion, tmp_path: Path) -> Path:
-    warehouse = copy_warehouse(governed, tmp_path / "wh")
-    text = (governed.root / "region.toml").read_text("utf-8")
-    text = text.replace(str(governed.warehouse), str(warehouse))
-    assert str(warehouse) in text
-    config = tmp_path / "region.toml"
-    config.write_text(text, "utf-8")
-    return config
+    return config_with_warehouse(governed, tmp_path, copy_warehouse(governed, tmp_path / "wh"))
 
 
 def test_the_quality_commands(governed: GovernedRegion, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Reading YAML node trees with errors that name the file, line and column.
 
-Shared by the catalog loaders (`elements.py`, `model.py`): each passes its own file name.
+Shared by the catalog loaders (`elements.py`, `model.py`) and the quality rules: each passes
+its own file name.
 """
 
 from __future__ import annotations
@@ -10,6 +11,22 @@ import yaml
 
 class CatalogError(Exception):
     """A catalog file is missing or malformed; the message names file, line and column."""
+
+
+def compose(text: str, file: str) -> yaml.Node:
+    """The node tree of a YAML document; a syntax error or an empty document is a
+    :class:`CatalogError` naming ``file``, line and column."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        raise CatalogError(f"{at}: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{file}: {exc}") from exc
+    if root is None:
+        raise CatalogError(f"{file}:1:1: empty file")
+    return root
 
 
 def where(file: str, node: yaml.Node) -> str:

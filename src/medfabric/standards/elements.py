@@ -246,16 +246,7 @@ def _sequence(node: yaml.Node | None, key: str) -> list[yaml.Node]:
 
 def _parse_catalog(text: str) -> tuple[str, tuple[tuple[str, ResourceClass], ...]]:
     """Version and (location, class) pairs in file order; parents always precede children."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{CATALOG_FILE}:{mark.line + 1}:{mark.column + 1}" if mark else CATALOG_FILE
-        raise CatalogError(f"{where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{CATALOG_FILE}: {exc}") from exc
-    if root is None:
-        raise CatalogError(f"{CATALOG_FILE}:1:1: empty file")
+    root = nodes.compose(text, CATALOG_FILE)
     top = _mapping(root, {"version", "classes"})
     version = _scalar(top, "version", root)
     out: list[tuple[str, ResourceClass]] = []

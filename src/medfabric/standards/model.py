@@ -184,16 +184,7 @@ def _column(node: yaml.Node) -> _RawColumn:
 
 
 def _parse_model(text: str) -> tuple[str, tuple[_RawColumn, ...], tuple[_RawTable, ...]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{MODEL_FILE}:{mark.line + 1}:{mark.column + 1}" if mark else MODEL_FILE
-        raise CatalogError(f"{where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{MODEL_FILE}: {exc}") from exc
-    if root is None:
-        raise CatalogError(f"{MODEL_FILE}:1:1: empty file")
+    root = nodes.compose(text, MODEL_FILE)
     top = _mapping(root, _TOP_KEYS)
     version = _text(top, "version", root)
     lineage = tuple(_column(n) for n in _sequence(top.get("lineage_columns"), "lineage", root))

@@ -143,15 +143,9 @@ def parse_rules(text: str, name: str = RULES_FILE, *, model: DwdModel | None = N
     """:func:`load_rules` on text; ``name`` is the file name used in messages."""
     m = dwd_model() if model is None else model
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        raise RulesError(f"{where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{name}: {exc}") from exc
-    if root is None:
-        raise RulesError(f"{name}:1:1: empty file")
+        root = nodes.compose(text, name)
+    except CatalogError as e:
+        raise RulesError(str(e)) from e
     try:
         top = nodes.mapping(name, root, {"version", "rules"})
         version = nodes.text(name, top, "version", root)
