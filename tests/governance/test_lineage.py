@@ -136,14 +136,21 @@ def test_a_department_by_composite_key_and_an_institution_from_the_configuration
     assert inst.row["institution_name"] == h.name and inst.versions == ()
 
 
-def test_the_lineage_command(governed: GovernedRegion, tmp_path: Path) -> None:
+def _config_and_a_lab_result(
+    governed: GovernedRegion, tmp_path: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Settings pointing at a copy of the warehouse, and the copy's first lab result."""
     warehouse = copy_warehouse(governed, tmp_path)
-    config = config_with_warehouse(governed, tmp_path, warehouse)
     engine = DuckDBEngine(warehouse)
     try:
         row = _one(engine, "SELECT * FROM dwd.lab_result ORDER BY lab_result_id LIMIT 1")
     finally:
         engine.close()
+    return config_with_warehouse(governed, tmp_path, warehouse), row
+
+
+def test_the_lineage_command(governed: GovernedRegion, tmp_path: Path) -> None:
+    config, row = _config_and_a_lab_result(governed, tmp_path)
     runner = CliRunner()
     args = ["lineage", "lab_result", row["lab_result_id"], "-c", str(config)]
     result = runner.invoke(app, [*args, "--json"])
@@ -166,13 +173,7 @@ def test_lineage_verify_checks_the_derived_version_with_medfabric_verify(
     ledger check itself is tested with the receiver's notarization)."""
     import medfabric.cli.lineage as cli
 
-    warehouse = copy_warehouse(governed, tmp_path)
-    config = config_with_warehouse(governed, tmp_path, warehouse)
-    engine = DuckDBEngine(warehouse)
-    try:
-        row = _one(engine, "SELECT * FROM dwd.lab_result ORDER BY lab_result_id LIMIT 1")
-    finally:
-        engine.close()
+    config, row = _config_and_a_lab_result(governed, tmp_path)
     calls: list[tuple[str, str, int | None]] = []
     verdict = {"verdict": "VALID", "detail": "proof and commit certificate check out"}
 

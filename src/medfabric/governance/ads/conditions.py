@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from medfabric.governance.ads.errors import AdsError
+from medfabric.governance.ads.errors import AdsError, fields
 from medfabric.standards import codes
 
 __all__ = ["Condition", "Conditions", "Indicator", "default_conditions_path", "load_conditions"]
@@ -96,11 +96,9 @@ def _number(value: object, key: str, where: str) -> float:
 
 
 def _indicator(spec: object, where: str) -> Indicator:
-    if not isinstance(spec, dict):
-        raise AdsError(f"{where}: an indicator must be a mapping such as {{item: HBA1C}}")
-    unknown = sorted(set(spec) - _INDICATOR_KEYS)
-    if unknown:
-        raise AdsError(f"{where}: unknown indicator key {unknown[0]!r}")
+    spec = fields(
+        spec, _INDICATOR_KEYS, where, "an indicator must be a mapping such as {item: HBA1C}"
+    )
     item = spec.get("item")
     known = codes.lab_items()
     if not isinstance(item, str) or item not in known:
@@ -126,9 +124,7 @@ def _condition(spec: object, where: str) -> Condition:
     if not isinstance(code, str) or not _CODE.match(code):
         raise AdsError(f"{where}: condition code {code!r} must be snake_case")
     where = f"{where} ({code})"
-    unknown = sorted(set(spec) - _CONDITION_KEYS)
-    if unknown:
-        raise AdsError(f"{where}: unknown key {unknown[0]!r}")
+    fields(spec, _CONDITION_KEYS, where)
     for key in ("name_zh", "name_en"):
         if not isinstance(spec.get(key), str) or not spec[key].strip():
             raise AdsError(f"{where}: {key} is required")

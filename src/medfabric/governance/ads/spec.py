@@ -47,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from medfabric.governance.ads.errors import AdsError
+from medfabric.governance.ads.errors import AdsError, fields
 
 __all__ = ["SCHEMA", "THEMES", "Input", "Model", "load_model", "models"]
 
@@ -184,11 +184,7 @@ def _strings(value: Any, what: str, where: str) -> tuple[str, ...]:
 
 def _input(spec: Any, n: int, where: str) -> Input:
     where = f"{where}: input {n}"
-    if not isinstance(spec, dict):
-        raise AdsError(f"{where}: expected a mapping")
-    unknown = sorted(set(spec) - _INPUT_KEYS)
-    if unknown:
-        raise AdsError(f"{where}: unknown key {unknown[0]!r}")
+    spec = fields(spec, _INPUT_KEYS, where)
     name = spec.get("name")
     if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
         raise AdsError(f"{where}: name {name!r} must be snake_case")
@@ -236,11 +232,7 @@ def load_model(path: Path, text: str | None = None) -> Model:
     except yaml.YAMLError as e:
         raise AdsError(f"{path.name}: header is not valid YAML: {e}") from e
     where = path.name
-    if not isinstance(spec, dict):
-        raise AdsError(f"{where}: header must be a mapping")
-    unknown = sorted(set(spec) - _MODEL_KEYS)
-    if unknown:
-        raise AdsError(f"{where}: unknown key {unknown[0]!r}")
+    spec = fields(spec, _MODEL_KEYS, where, "header must be a mapping")
     name = spec.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise AdsError(f"{where}: name {name!r} must be snake_case")
