@@ -142,7 +142,20 @@ def show_cmd(
     if not tables:
         console.print(f"no {theme} tables yet: run `medfabric ads refresh`")
     for t in tables:
-        grid = Table(*t.columns, title=f"ads.{t.name} ({t.total:,} rows)", title_justify="left")
+        # Lists and structs (a registry row's every indicator) do not fit a terminal table.
+        keep = [
+            i for i, _ in enumerate(t.columns)
+            if not any(isinstance(r[i], list | dict) for r in t.rows)
+        ]  # fmt: skip
+        left_out = len(t.columns) - len(keep)
+        title = f"ads.{t.name} ({t.total:,} rows)" + (
+            f"; {left_out} nested column(s) left out, --json shows them" if left_out else ""
+        )
+        grid = Table(*(t.columns[i] for i in keep), title=title, title_justify="left")
         for r in t.rows:
-            grid.add_row(*("" if v is None else str(_plain(v)) for v in r))
+            grid.add_row(*("" if r[i] is None else _cell(_plain(r[i])) for i in keep))
         console.print(grid)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
