@@ -9,6 +9,7 @@ from medfabric.cli import (
     ads,
     catalog,
     config,
+    empi,
     gateway,
     govern,
     keys,
@@ -36,6 +37,7 @@ app.add_typer(gateway.app, name="gateway")
 app.add_typer(receiver.app, name="receiver")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(govern.app, name="govern")
+app.add_typer(empi.app, name="empi")
 app.add_typer(quality.app, name="quality")
 app.add_typer(ads.app, name="ads")
 app.command("verify")(provenance.verify_cmd)
