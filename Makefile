@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/govern.py
 	$(BIN)/python bench/quality.py --warehouse bench/out/govern/warehouse.duckdb
 	$(BIN)/python bench/ads.py
+	$(BIN)/python bench/empi.py
 
 # Re-resolve the lock file after changing dependency ranges in pyproject.toml.
 lock: $(STAMP)

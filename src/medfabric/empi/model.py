@@ -291,7 +291,9 @@ def match(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     db = DuckDBAPI()
-    linker = Linker(db.register(people), settings, log_level=logging.WARNING)
+    # Splink logs every level it cannot train (a column never disagreeing in the blocked pairs)
+    # as a warning; the trained model still scores, and the figures show the result.
+    linker = Linker(db.register(people), settings, log_level=logging.ERROR)
     say("estimating the match rate")
     deterministic: list[Any] = [
         block_on(*k)
